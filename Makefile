@@ -1,0 +1,48 @@
+# CareOps Desk. Every target bootstraps what it needs into .venv on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO := resources/demo/Patient.ndjson
+XVFB_PKGS := xvfb x11-utils xauth libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 \
+	libxcb-image0 libxcb-render-util0 libxcb-shape0 libxcb-xinerama0 libxcb-randr0 libxcb-xkb1 \
+	libegl1 libgl1 libfontconfig1 libdbus-1-3 fonts-dejavu-core
+XVFB_RUN := xvfb-run -a -s "-screen 0 1280x800x24"
+
+.PHONY: run test bench package demo system-deps lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,package]'
+	touch $(STAMP)
+
+# Debian packages for a real window under Xvfb (Qt names the wrong library when one is missing).
+system-deps:
+	@if ! command -v xvfb-run >/dev/null || ! dpkg -s libxcb-cursor0 >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(XVFB_PKGS) >/dev/null; \
+	fi
+
+$(DEMO): $(STAMP)
+	$(VENV)/bin/careops demo-generate
+
+demo: $(DEMO)
+
+run: $(STAMP) $(DEMO)
+	@if [ -z "$$DISPLAY" ] && [ -z "$$WAYLAND_DISPLAY" ]; then \
+		$(MAKE) --no-print-directory system-deps && $(XVFB_RUN) $(PY) -m app; \
+	else $(PY) -m app; fi
+
+test: $(STAMP) system-deps
+	$(XVFB_RUN) $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(VENV)/bin/lint-imports
+
+bench: $(STAMP) system-deps $(DEMO)
+	$(XVFB_RUN) $(PY) -m tests.bench
+
+package: $(STAMP) $(DEMO)
+	$(VENV)/bin/pyinstaller --noconfirm --clean build.spec
+
+clean:
+	rm -rf $(VENV) build dist

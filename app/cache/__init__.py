@@ -1,0 +1,1 @@
+"""The encrypted local cache: SQLCipher through SQLAlchemy, migrations, outbox, change signal."""

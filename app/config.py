@@ -1,0 +1,114 @@
+"""Paths and typed settings, resolved from CAREOPS_HOME.
+
+Preferences live in ``CAREOPS_HOME/config.toml`` (hand-edited or written by the CLI);
+everything has a default so that an empty data folder starts in demo mode.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app.errors import ConfigError
+
+MAX_IDLE_LOCK_MINUTES = 15
+
+
+def default_home() -> Path:
+    """The data folder: CAREOPS_HOME, else the platform's per-user data dir."""
+    env = os.environ.get("CAREOPS_HOME")
+    if env:
+        return Path(env).expanduser()
+    if os.name == "nt":
+        base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
+    elif os.uname().sysname == "Darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
+    return base / "careops-desk"
+
+
+@dataclass(frozen=True)
+class Paths:
+    home: Path
+
+    @property
+    def cache(self) -> Path:
+        return self.home / "cache.db"
+
+    @property
+    def key_file(self) -> Path:
+        return self.home / "cache.key"
+
+    @property
+    def key_check(self) -> Path:
+        return self.home / "cache.keycheck"
+
+    @property
+    def config(self) -> Path:
+        return self.home / "config.toml"
+
+    @property
+    def workstation(self) -> Path:
+        return self.home / "workstation.id"
+
+    @property
+    def logs(self) -> Path:
+        return self.home / "logs"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Preferences. Unknown keys in config.toml are refused so typos do not pass silently."""
+
+    idle_lock_minutes: float = 10.0
+    full_login_hours: float = 12.0
+    # "auto" uses the OS keychain when an accepted one exists, else a passphrase-wrapped key file.
+    key_backend: str = "auto"
+    break_glass_minutes: float = 30.0
+    demo: bool = True
+    baa_endpoints: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.idle_lock_minutes <= MAX_IDLE_LOCK_MINUTES:
+            raise ConfigError(
+                f"idle_lock_minutes must be more than 0 and at most {MAX_IDLE_LOCK_MINUTES}"
+            )
+        if self.key_backend not in ("auto", "keyring", "passphrase"):
+            raise ConfigError("key_backend must be one of auto, keyring, passphrase")
+        if not 0 < self.full_login_hours <= 12:
+            raise ConfigError("full_login_hours must be more than 0 and at most 12")
+
+
+def load_settings(paths: Paths) -> Settings:
+    if not paths.config.exists():
+        return Settings()
+    try:
+        raw = tomllib.loads(paths.config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read {paths.config.name}: {exc}") from None
+    known = {f.name for f in dataclasses.fields(Settings)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"unknown settings in {paths.config.name}: {', '.join(unknown)}")
+    if "baa_endpoints" in raw:
+        raw["baa_endpoints"] = tuple(raw["baa_endpoints"])
+    try:
+        return Settings(**raw)
+    except TypeError as exc:
+        raise ConfigError(f"invalid settings in {paths.config.name}: {exc}") from None
+
+
+def workstation_id(paths: Paths) -> str:
+    """A stable id for this workstation, created on first use (not secret, not PHI)."""
+    try:
+        return paths.workstation.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        value = f"ws-{uuid.uuid4().hex[:12]}"
+        paths.home.mkdir(parents=True, exist_ok=True)
+        paths.workstation.write_text(value + "\n", encoding="ascii")
+        return value
