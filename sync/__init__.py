@@ -1,0 +1,1 @@
+"""Everything that crosses the network: sync engine, EHR integration (sync/fhir), central service."""

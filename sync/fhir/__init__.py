@@ -1,0 +1,1 @@
+"""The EHR integration layer: FHIR R4 parsing, mapping, vendor profiles, bulk import."""
