@@ -49,6 +49,8 @@ def connect_raw(path: Path, key: bytes | None) -> Any:
     conn = module.connect(str(path), check_same_thread=False, isolation_level=None)
     try:
         if key is not None:
+            # SQLCipher writes its own decrypt errors to stderr; we report them ourselves.
+            conn.execute("PRAGMA cipher_log_level = NONE")
             conn.execute(key_pragma(key))
         # The first read is where a wrong key or damaged file shows up.
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()

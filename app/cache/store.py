@@ -142,13 +142,12 @@ class Cache:
 
     @contextlib.contextmanager
     def reader(self) -> Iterator[Session]:
-        """A read-only session (rolled back at the end)."""
+        """A read-only session; loaded objects stay usable (detached) after it closes."""
         session = self._sessions()
         session.info.update(origin="read", user="", changed={})
         try:
             yield session
         finally:
-            session.rollback()
             session.close()
 
     def raw_connection(self) -> Any:

@@ -1,0 +1,1 @@
+"""Keys, users and roles, access checks, break-glass and the audit log."""
