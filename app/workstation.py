@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.cache.engine import rekey_pragma
-from app.cache.store import Cache, key_check_value
+from app.cache.store import Cache, check_writable, key_check_value
 from app.config import Paths, Settings, load_settings, workstation_id
 from app.errors import WrongKey
 from app.security.audit import AuditLog
@@ -105,6 +105,7 @@ def rotate_key(paths: Paths, store: KeyStore, cache: Cache, new_store: KeyStore 
 
 def open_workstation(home: Path, *, passphrase: str | None = None, store: KeyStore | None = None) -> Workstation:
     paths = Paths(home)
+    check_writable(paths.home)
     settings = load_settings(paths)
     store = store or key_store(paths, settings, passphrase)
     cache = unlock_cache(paths, store)

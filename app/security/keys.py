@@ -160,7 +160,7 @@ class PassphraseKeyStore(KeyStore):
             self._write(data)
 
     def _write(self, data: dict[str, dict[str, str]]) -> None:
-        tmp = self._file.with_suffix(".tmp")
+        tmp = self._file.with_name(self._file.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="ascii") as fh:
             json.dump(data, fh)
