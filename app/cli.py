@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KnownError as exc:
         print(f"error: {exc.user_text()}", file=sys.stderr)
-        logger.warning("command %s failed: %s", Safe(args.command), Safe(type(exc).__name__))
+        logger.info("command %s failed: %s", Safe(args.command), Safe(type(exc).__name__))
         return 2
     except KeyboardInterrupt:
         return 130

@@ -6,6 +6,9 @@ The rule is structural, not a guess at what a name looks like:
   (ids, counts, enum values a developer has vouched for). Numbers and booleans pass.
 * The message text left after that is scrubbed for shapes of identifiers (dates, phone numbers,
   MRN-like tokens, e-mail addresses) in case a value was formatted into it by hand.
+* Every PHI value that passes through the cache's ORM is registered (as word tokens) with
+  :data:`phi_registry`, and those tokens are redacted wherever they appear, so a name formatted
+  into a message by hand does not leak either.
 * Exceptions keep their type and frames but lose their message, because database and HTTP errors
   quote the values that failed (SQL parameters, URLs). ``KnownError`` messages are written for
   users and are PHI-free by construction, so they stay.
@@ -37,6 +40,41 @@ _PATTERNS = [
 ]
 
 
+class PhiRegistry:
+    """Word tokens of PHI values seen in this process, bounded, for redaction in log text."""
+
+    _WORD = re.compile(r"[^\W_]{3,}", re.UNICODE)
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self._tokens: dict[str, None] = {}  # insertion-ordered: the oldest are dropped first
+        self._limit = limit
+        self._lock = threading.Lock()
+
+    def add(self, value: object) -> None:
+        if value is None or isinstance(value, bool):
+            return
+        words = self._WORD.findall(str(value).casefold())
+        if not words:
+            return
+        with self._lock:
+            for w in words:
+                self._tokens[w] = None
+            while len(self._tokens) > self._limit:
+                del self._tokens[next(iter(self._tokens))]
+
+    def scrub(self, text: str) -> str:
+        if not self._tokens:
+            return text
+        return self._WORD.sub(lambda m: REDACTED if m.group(0).casefold() in self._tokens else m.group(0), text)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._tokens.clear()
+
+
+phi_registry = PhiRegistry()
+
+
 class Safe(str):
     """Marks a string argument as free of PHI (an id, a count, a code): it is logged as is."""
 
@@ -44,7 +82,7 @@ class Safe(str):
 def scrub_text(text: str) -> str:
     for pattern in _PATTERNS:
         text = pattern.sub(REDACTED, text)
-    return text
+    return phi_registry.scrub(text)
 
 
 def _scrub_arg(value: Any) -> Any:
@@ -80,7 +118,9 @@ class PhiFilter(logging.Filter):
                 record.args = tuple(_scrub_arg(a) for a in record.args)
         if not isinstance(record.msg, str):
             record.msg = REDACTED
-        record.msg = scrub_text(record.msg)
+        # Format now and scrub the result: no value can slip in through the format step.
+        record.msg = scrub_text(record.getMessage())
+        record.args = None
         if record.exc_info and record.exc_info[1] is not None:
             record.exc_text = format_exception_safely(*record.exc_info)
             record.exc_info = None

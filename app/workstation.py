@@ -14,7 +14,7 @@ from pathlib import Path
 from app.cache.engine import rekey_pragma
 from app.cache.store import Cache, check_writable, key_check_value
 from app.config import Paths, Settings, load_settings, workstation_id
-from app.errors import WrongKey
+from app.errors import CacheDamaged, WrongKey
 from app.security.audit import AuditLog
 from app.security.keys import KeyStore, choose_store, new_key
 from app.security.users import UserDirectory
@@ -68,7 +68,9 @@ def unlock_cache(paths: Paths, store: KeyStore) -> Cache:
         _write_key_check(paths, key)
     try:
         return Cache.open(paths.cache, key, key_check=_read_key_check(paths))
-    except WrongKey:
+    except (WrongKey, CacheDamaged):
+        # After an interrupted rotation the key check still names the old key, so the file
+        # looks damaged under it: the pending key decides.
         pending = store.load("pending")
         if pending is None:
             raise

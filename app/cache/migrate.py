@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -20,4 +21,5 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 def upgrade(connection: Connection, revision: str = "head") -> None:
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # it narrates every start at INFO
     command.upgrade(alembic_config(connection), revision)

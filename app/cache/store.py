@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.cache.engine import connect_raw, make_engine, translate
 from app.cache.models import Meta, OutboxEntry, Record, new_id
 from app.errors import DataFolderUnwritable, KnownError
+from app.logs import phi_registry
 
 logger = logging.getLogger(__name__)
 
@@ -198,12 +199,22 @@ class Cache:
                 logger.exception("change listener failed")
 
 
+def _register_phi(obj: Any, *_args: Any) -> None:
+    for name in type(obj).phi_fields:
+        phi_registry.add(getattr(obj, name, None))
+
+
+event.listen(Record, "load", _register_phi, propagate=True)
+event.listen(Record, "refresh", _register_phi, propagate=True)
+
+
 def _before_flush(session: Session, _ctx: Any, _instances: Any) -> None:
     local = session.info.get("origin") == "local"
     queued: list[tuple[Record, str, list[str]]] = session.info.setdefault("outbox_queue", [])
     changed: dict[str, set[str]] = session.info.setdefault("changed", {})
     for obj in session.new:
         if isinstance(obj, Record):
+            _register_phi(obj)
             if obj.id is None:
                 obj.id = new_id()
             if local:
@@ -220,6 +231,7 @@ def _before_flush(session: Session, _ctx: Any, _instances: Any) -> None:
             if local and fields:
                 obj.dirty = True
                 queued.append((obj, "upsert", fields))
+            _register_phi(obj)
             changed.setdefault(obj.__tablename__, set()).add(obj.id)
     for obj in session.deleted:
         if isinstance(obj, Record):
