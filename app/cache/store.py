@@ -57,7 +57,7 @@ Listener = Callable[[ChangeSet], None]
 def check_writable(folder: Path) -> None:
     """Fail early and clearly when the data folder cannot be written."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         probe = folder / f".write-probe-{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
@@ -94,6 +94,8 @@ class Cache:
         check_writable(path.parent)
         try:
             connect_raw(path, key).close()
+            # Only the user may read the (encrypted) file; SQLite gives -wal/-shm the same mode.
+            path.chmod(0o600)
         except (DBAPIError, OSError, Exception) as exc:  # noqa: BLE001 - translated or re-raised
             ok = None if key is None or key_check is None else key_check == key_check_value(key)
             known = translate(exc, key_check_ok=ok)
