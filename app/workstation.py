@@ -67,7 +67,11 @@ def unlock_cache(paths: Paths, store: KeyStore) -> Cache:
         store.save(key)
         _write_key_check(paths, key)
     try:
-        return Cache.open(paths.cache, key, key_check=_read_key_check(paths))
+        key_check = _read_key_check(paths)
+        cache = Cache.open(paths.cache, key, key_check=key_check)
+        if key_check is None:  # e.g. after `careops cache reset`
+            _write_key_check(paths, key)
+        return cache
     except (WrongKey, CacheDamaged):
         # After an interrupted rotation the key check still names the old key, so the file
         # looks damaged under it: the pending key decides.
