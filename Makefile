@@ -29,10 +29,13 @@ $(DEMO): $(STAMP)
 
 demo: $(DEMO)
 
+# Demo mode: without CAREOPS_HOME it uses .demo-home with a demo-only passphrase (synthetic data).
 run: $(STAMP) $(DEMO)
-	@if [ -z "$$DISPLAY" ] && [ -z "$$WAYLAND_DISPLAY" ]; then \
-		$(MAKE) --no-print-directory system-deps && $(XVFB_RUN) $(PY) -m app; \
-	else $(PY) -m app; fi
+	@if [ -z "$$CAREOPS_HOME" ]; then \
+		export CAREOPS_HOME="$(CURDIR)/.demo-home" CAREOPS_PASSPHRASE="$${CAREOPS_PASSPHRASE:-demo-only}"; fi; \
+	if [ -z "$$DISPLAY" ] && [ -z "$$WAYLAND_DISPLAY" ]; then \
+		$(MAKE) --no-print-directory system-deps && $(XVFB_RUN) $(PY) -m app $(ARGS); \
+	else $(PY) -m app $(ARGS); fi
 
 test: $(STAMP) system-deps
 	$(XVFB_RUN) $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
