@@ -141,7 +141,9 @@ def install_logging(log_dir: Path | None, level: int = logging.INFO, *, stderr: 
             h.close()
     handlers: list[logging.Handler] = []
     if log_dir is not None:
-        log_dir.mkdir(parents=True, exist_ok=True)
+        # The data folder and its logs are private to the user (created here first at start-up).
+        log_dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        log_dir.mkdir(mode=0o700, exist_ok=True)
         handlers.append(logging.handlers.RotatingFileHandler(log_dir / "careops.log", maxBytes=5_000_000, backupCount=5, encoding="utf-8"))
     if stderr:
         handlers.append(logging.StreamHandler(sys.stderr))
