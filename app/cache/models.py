@@ -38,7 +38,7 @@ def utcnow() -> dt.datetime:
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, dict[str, Any] | None: JSON}
 
 
 class Record(Base):
@@ -422,6 +422,27 @@ class Quarantined(Base):
     reason: Mapped[str] = mapped_column(String(400))
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class SyncConflict(Base):
+    """A local change the central service refused because the record moved on; for a person."""
+
+    __tablename__ = "sync_conflicts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    entity: Mapped[str] = mapped_column(String(64))
+    entity_id: Mapped[str] = mapped_column(String(64), index=True)
+    mine: Mapped[dict[str, Any]] = mapped_column(JSON)  # the local record as the user left it
+    mine_fields: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    base_version: Mapped[str | None] = mapped_column(String(64))
+    server_version: Mapped[str | None] = mapped_column(String(64))
+    server_data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    server_deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    reason: Mapped[str] = mapped_column(String(400), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    resolution: Mapped[str | None] = mapped_column(String(16))  # mine, theirs, edited
+    resolved_by: Mapped[str | None] = mapped_column(String(64))
 
 
 class Meta(Base):

@@ -126,9 +126,18 @@ class Cache:
     # -- units of work ----------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def unit_of_work(self, *, user: str, origin: str = "local") -> Iterator[Session]:
-        """A transaction; commits on success. Local changes write the outbox in the same one."""
-        session = self._sessions()
+    def unit_of_work(self, *, user: str, origin: str = "local", foreign_keys: bool = True) -> Iterator[Session]:
+        """A transaction; commits on success. Local changes write the outbox in the same one.
+
+        ``foreign_keys=False`` is for mirroring a server that owns referential integrity (the
+        central service's feed may hold a record whose parent this user's role may not read).
+        """
+        conn = None
+        if not foreign_keys:
+            conn = self.engine.connect()
+            # Must run outside a transaction to take effect, so on the raw connection.
+            conn.connection.driver_connection.execute("PRAGMA foreign_keys = OFF")
+        session = self._sessions(bind=conn) if conn is not None else self._sessions()
         session.info.update(origin=origin, user=user, changed={})
         try:
             yield session
@@ -142,6 +151,9 @@ class Cache:
             raise
         finally:
             session.close()
+            if conn is not None:
+                conn.connection.driver_connection.execute("PRAGMA foreign_keys = ON")
+                conn.close()
 
     @contextlib.contextmanager
     def reader(self) -> Iterator[Session]:

@@ -1,0 +1,379 @@
+"""The sync engine core: push the outbox, pull the feed, push the audit chain. No Qt.
+
+Guarantees, and how:
+
+* Nothing lost: an outbox entry is deleted only in the transaction that records the service's
+  answer. A crash before that re-sends it; its idempotency key makes the retry a "duplicate".
+* Nothing applied twice from the feed: the cursor is stored in the same transaction as the data
+  the page carried.
+* Nothing silently overwritten: a feed change for a record with unsent local changes is not applied
+  over them; the local change goes up with its base version and the service merges disjoint
+  fields or answers "conflict", which is kept in ``sync_conflicts`` for a person.
+* A batch never holds two entries for one record: the second is sent after the first's new version
+  is known, so a workstation never conflicts with itself.
+
+``SyncEngine.run`` is the loop the Qt adapter runs on its thread: it syncs when woken (a local
+change, or the live hint that the feed moved) or every ``poll_seconds``, with capped exponential
+backoff and jitter while the service cannot be reached.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Date, DateTime, delete, func, select, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from app.cache.models import RECORD_TYPES, AuditEntry, Meta, OutboxEntry, Record, SyncConflict, utcnow
+from app.cache.store import Cache, ChangeSet
+from app.logs import Safe
+from sync.hub_client import HubClient, Permanent, Transient
+
+logger = logging.getLogger(__name__)
+
+CURSOR_KEY = "hub_cursor"
+ANCHOR_KEY = "audit_anchor"
+LAST_SYNC_KEY = "hub_last_sync"
+OPEN_STATES = ("pending", "conflict", "failed")
+
+
+class SyncState(enum.StrEnum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+    DEGRADED = "degraded"
+
+
+@dataclass(frozen=True)
+class SyncStatus:
+    state: SyncState
+    pending: int = 0
+    conflicts: int = 0
+    failed: int = 0
+    last_sync: dt.datetime | None = None
+    last_error: str = ""
+
+
+@dataclass
+class SyncReport:
+    pushed: int = 0
+    conflicts: int = 0
+    rejected: int = 0
+    pulled: int = 0
+    audit_acknowledged: int = 0
+    changed: dict[str, set[str]] = field(default_factory=dict)
+
+
+def _coerce(model: type[Record], data: dict[str, Any]) -> dict[str, Any]:
+    """Payload values (JSON) back into column values; unknown keys are dropped."""
+    out: dict[str, Any] = {}
+    for col in model.__table__.columns:
+        if col.key not in data or col.key in ("dirty", "source", "remote_version"):
+            continue
+        value = data[col.key]
+        if value is not None and isinstance(col.type, DateTime):
+            value = dt.datetime.fromisoformat(value).replace(tzinfo=None)
+        elif value is not None and isinstance(col.type, Date):
+            value = dt.date.fromisoformat(value[:10])
+        out[col.key] = value
+    return out
+
+
+class SyncEngine:
+    """Push, pull and audit sync against one central service. Thread-confined: one thread runs it."""
+
+    def __init__(
+        self,
+        cache: Cache,
+        client: HubClient,
+        *,
+        push_batch: int = 500,
+        pull_page: int = 1000,
+        poll_seconds: float = 30.0,
+        backoff_cap: float = 60.0,
+        on_status: Callable[[SyncStatus], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.cache = cache
+        self.client = client
+        self.push_batch = push_batch
+        self.pull_page = pull_page
+        self.poll_seconds = poll_seconds
+        self.backoff_cap = backoff_cap
+        self._on_status = on_status
+        self._sleep = sleep
+        self.state = SyncState.OFFLINE
+        self.last_error = ""
+        self.wake = threading.Event()
+
+    # -- one cycle ----------------------------------------------------------------------------
+
+    def sync_once(self) -> SyncReport:
+        """Push, pull, push audit. Raises Transient when the service cannot be reached."""
+        report = SyncReport()
+        try:
+            self.push_outbox(report)
+            self.pull_feed(report)
+            self.push_audit(report)
+        except Transient as exc:
+            self.state, self.last_error = SyncState.OFFLINE, f"central service unreachable ({exc})"
+            self._emit()
+            raise
+        except Permanent as exc:
+            self.state, self.last_error = SyncState.DEGRADED, str(exc)
+            self._emit()
+            raise
+        self.state = SyncState.DEGRADED if report.rejected else SyncState.ONLINE
+        self.last_error = f"{report.rejected} change(s) refused by the service" if report.rejected else ""
+        self.cache.set_meta(LAST_SYNC_KEY, utcnow().isoformat())
+        self._emit()
+        return report
+
+    # -- push ---------------------------------------------------------------------------------
+
+    def _next_batch(self) -> list[OutboxEntry]:
+        with self.cache.reader() as s:
+            rows = list(
+                s.scalars(
+                    select(OutboxEntry)
+                    .where(OutboxEntry.status == "pending")
+                    .order_by(OutboxEntry.seq)
+                    .limit(self.push_batch)
+                )
+            )
+        batch, seen = [], set()
+        for row in rows:
+            key = (row.entity, row.entity_id)
+            if key in seen:
+                break  # its base version is the reply to the earlier entry: next round
+            seen.add(key)
+            batch.append(row)
+        return batch
+
+    def push_outbox(self, report: SyncReport | None = None) -> int:
+        report = report or SyncReport()
+        while batch := self._next_batch():
+            changes = [
+                {
+                    "idempotency_key": e.idempotency_key,
+                    "entity": e.entity,
+                    "entity_id": e.entity_id,
+                    "op": e.op,
+                    "payload": e.payload,
+                    "changed_fields": e.changed_fields,
+                    "base_version": e.base_version,
+                }
+                for e in batch
+            ]
+            results = self.client.push(changes)
+            if len(results) != len(batch):
+                raise Transient("reply does not match the request")
+            with self.cache.unit_of_work(user="sync", origin="sync") as s:
+                for entry, result in zip(batch, results, strict=True):
+                    self._record_push_result(s, entry, result, report)
+        return report.pushed
+
+    def _record_push_result(self, s: Session, entry: OutboxEntry, result: dict[str, Any], report: SyncReport) -> None:
+        status = result.get("status")
+        model = RECORD_TYPES.get(entry.entity)
+        row = s.get(OutboxEntry, entry.seq)
+        if row is None:  # already handled (a previous run committed this answer)
+            return
+        if status in ("applied", "duplicate"):
+            version = str(result.get("version")) if result.get("version") is not None else None
+            s.delete(row)
+            later = s.scalar(
+                select(func.count()).select_from(OutboxEntry).where(
+                    OutboxEntry.entity == entry.entity, OutboxEntry.entity_id == entry.entity_id,
+                    OutboxEntry.seq != entry.seq, OutboxEntry.status.in_(OPEN_STATES),
+                )
+            )  # fmt: skip
+            if model is not None and version is not None:
+                values: dict[str, Any] = {"remote_version": version}
+                if not later:
+                    values["dirty"] = False
+                s.execute(update(model).where(model.id == entry.entity_id).values(**values))
+                # Later edits of this record were made on top of this one: they now base on it.
+                s.execute(
+                    update(OutboxEntry)
+                    .where(OutboxEntry.entity == entry.entity, OutboxEntry.entity_id == entry.entity_id,
+                           OutboxEntry.status == "pending")
+                    .values(base_version=version)
+                )  # fmt: skip
+            report.pushed += 1
+        elif status == "conflict":
+            self._keep_conflict(s, entry, result)
+            report.conflicts += 1
+        else:
+            row.status = "failed"
+            row.attempts += 1
+            row.last_error = str(result.get("reason") or status or "refused")[:400]
+            report.rejected += 1
+            logger.info("push of a %s change refused", Safe(entry.entity))
+
+    def _keep_conflict(self, s: Session, entry: OutboxEntry, result: dict[str, Any]) -> None:
+        open_rows = list(
+            s.scalars(
+                select(OutboxEntry).where(
+                    OutboxEntry.entity == entry.entity, OutboxEntry.entity_id == entry.entity_id,
+                    OutboxEntry.status == "pending",
+                )
+            )
+        )  # fmt: skip
+        fields = sorted({f for r in open_rows for f in (r.changed_fields or [])})
+        for r in open_rows:
+            r.status = "conflict"
+        model = RECORD_TYPES.get(entry.entity)
+        local = s.get(model, entry.entity_id) if model else None
+        server = result.get("server") or {}
+        s.add(
+            SyncConflict(
+                entity=entry.entity,
+                entity_id=entry.entity_id,
+                mine=local.to_payload() if local is not None else {"deleted": True},
+                mine_fields=fields,
+                base_version=entry.base_version,
+                server_version=str(server["version"]) if server.get("version") is not None else None,
+                server_data=server.get("data"),
+                server_deleted=bool(server.get("deleted")),
+                reason=str(result.get("reason") or "changed on another workstation")[:400],
+            )
+        )
+        s.info.setdefault("changed", {}).setdefault("sync_conflicts", set()).add(entry.entity_id)
+        logger.info("sync conflict kept for a %s record", Safe(entry.entity))
+
+    # -- pull ---------------------------------------------------------------------------------
+
+    def cursor(self) -> int:
+        return int(self.cache.get_meta(CURSOR_KEY) or 0)
+
+    def pull_feed(self, report: SyncReport | None = None) -> int:
+        report = report or SyncReport()
+        cursor = self.cursor()
+        while True:
+            page = self.client.pull(cursor, self.pull_page)
+            changes = page.get("changes") or []
+            last = int(page.get("last_seq", cursor))
+            with self.cache.unit_of_work(user="sync", origin="sync", foreign_keys=False) as s:
+                for change in changes:
+                    self._apply(s, change, report)
+                s.merge(Meta(key=CURSOR_KEY, value=str(last)))  # same transaction as the data
+            report.pulled += len(changes)
+            if last <= cursor or not page.get("more"):
+                return report.pulled
+            cursor = last
+
+    def _apply(self, s: Session, change: dict[str, Any], report: SyncReport) -> None:
+        entity, rid = change.get("entity"), change.get("entity_id")
+        model = RECORD_TYPES.get(entity or "")
+        if model is None or not rid:
+            logger.info("feed change for an unknown entity skipped")
+            return
+        open_local = s.scalar(
+            select(func.count()).select_from(OutboxEntry).where(
+                OutboxEntry.entity == entity, OutboxEntry.entity_id == rid, OutboxEntry.status.in_(OPEN_STATES)
+            )
+        )  # fmt: skip
+        if open_local:
+            return  # our unsent change goes up with its base; the service decides (merge/conflict)
+        if change.get("op") == "delete":
+            s.execute(delete(model).where(model.id == rid))
+        else:
+            values = _coerce(model, change.get("data") or {})
+            values.update(id=rid, remote_version=str(change.get("version")), dirty=False, source="hub")
+            stmt = sqlite_insert(model).values(**values)
+            s.execute(stmt.on_conflict_do_update(index_elements=["id"], set_={k: v for k, v in values.items() if k != "id"}))
+        s.info.setdefault("changed", {}).setdefault(model.__tablename__, set()).add(rid)
+        report.changed.setdefault(model.__tablename__, set()).add(rid)
+
+    # -- audit ----------------------------------------------------------------------------------
+
+    def push_audit(self, report: SyncReport | None = None, batch: int = 500) -> int:
+        report = report or SyncReport()
+        while True:
+            with self.cache.reader() as s:
+                rows = list(s.scalars(select(AuditEntry).where(AuditEntry.synced.is_(False)).order_by(AuditEntry.seq).limit(batch)))
+            if not rows:
+                return report.audit_acknowledged
+            entries = [
+                {k: getattr(r, k) for k in ("seq", "at", "user", "role", "workstation", "action", "entity",
+                                             "record_ids", "detail", "break_glass", "prev_hash", "hash")}
+                for r in rows
+            ]  # fmt: skip
+            ack = self.client.push_audit(entries)
+            seq, head = int(ack["acknowledged_seq"]), str(ack["acknowledged_hash"])
+            with self.cache.unit_of_work(user="sync", origin="audit") as s:
+                s.execute(update(AuditEntry).where(AuditEntry.seq <= seq, AuditEntry.synced.is_(False)).values(synced=True))
+                s.merge(Meta(key=ANCHOR_KEY, value=f"{seq}:{head}"))
+            report.audit_acknowledged = seq
+            if seq < rows[-1].seq:
+                raise Permanent("The central service did not acknowledge the audit chain.")
+
+    # -- status -----------------------------------------------------------------------------------
+
+    def status(self) -> SyncStatus:
+        with self.cache.reader() as s:
+            counts = dict(s.execute(select(OutboxEntry.status, func.count()).group_by(OutboxEntry.status)).all())
+            conflicts = s.scalar(select(func.count()).select_from(SyncConflict).where(SyncConflict.resolved_at.is_(None)))
+            last = s.scalar(select(Meta.value).where(Meta.key == LAST_SYNC_KEY))
+        return SyncStatus(
+            state=self.state,
+            pending=counts.get("pending", 0),
+            conflicts=conflicts or 0,
+            failed=counts.get("failed", 0),
+            last_sync=dt.datetime.fromisoformat(last) if last else None,
+            last_error=self.last_error,
+        )
+
+    def _emit(self) -> None:
+        if self._on_status:
+            self._on_status(self.status())
+
+    # -- the loop -----------------------------------------------------------------------------------
+
+    def on_cache_change(self, change: ChangeSet) -> None:
+        """Cache listener: a local change wakes the loop so it is pushed at once."""
+        if change.origin == "local":
+            self.wake.set()
+
+    def run(self, stop: threading.Event) -> None:
+        """Sync until ``stop`` is set. Never raises for network trouble; backs off instead."""
+        failures = 0
+        while not stop.is_set():
+            self.wake.clear()
+            try:
+                self.sync_once()
+                failures = 0
+                delay = self.poll_seconds
+            except (Transient, Permanent):
+                failures += 1
+                delay = min(self.backoff_cap, 2 ** min(failures, 10)) * random.uniform(0.5, 1.0)
+            except Exception:
+                logger.exception("sync cycle failed")
+                failures += 1
+                delay = self.backoff_cap
+            # Sleep until woken (local change, live hint, stop) or the delay runs out.
+            woken = self.wake.wait(timeout=delay)
+            if woken and failures:
+                self._sleep(min(1.0, delay))  # don't hammer a failing service on every keystroke
+
+    def run_live_hint(self, stop: threading.Event, timeout: float = 25.0) -> None:
+        """Long-poll the feed and wake the loop as soon as another workstation's change lands."""
+        failures = 0
+        while not stop.is_set():
+            try:
+                last = self.client.wait(self.cursor(), timeout)
+                failures = 0
+                if last > self.cursor():
+                    self.wake.set()
+            except (Transient, Permanent):
+                failures += 1
+                stop.wait(min(self.backoff_cap, 2 ** min(failures, 6)) * random.uniform(0.5, 1.0))
