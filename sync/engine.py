@@ -365,15 +365,21 @@ class SyncEngine:
             if woken and failures:
                 self._sleep(min(1.0, delay))  # don't hammer a failing service on every keystroke
 
-    def run_live_hint(self, stop: threading.Event, timeout: float = 25.0) -> None:
+    def run_live_hint(
+        self, stop: threading.Event, timeout: float = 25.0, on_hint: Callable[[], None] | None = None
+    ) -> None:
         """Long-poll the feed and wake the loop as soon as another workstation's change lands."""
-        failures = 0
+        failures, seen = 0, 0
+        on_hint = on_hint or self.wake.set
         while not stop.is_set():
             try:
-                last = self.client.wait(self.cursor(), timeout)
+                # Wait past what was already hinted, so a pull still in progress is not re-hinted.
+                seen = max(seen, self.cursor())
+                last = self.client.wait(seen, timeout)
                 failures = 0
-                if last > self.cursor():
-                    self.wake.set()
+                if last > seen:
+                    seen = last
+                    on_hint()
             except (Transient, Permanent):
                 failures += 1
                 stop.wait(min(self.backoff_cap, 2 ** min(failures, 6)) * random.uniform(0.5, 1.0))
