@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Date, DateTime, delete, func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
@@ -44,6 +44,8 @@ CURSOR_KEY = "hub_cursor"
 ANCHOR_KEY = "audit_anchor"
 LAST_SYNC_KEY = "hub_last_sync"
 OPEN_STATES = ("pending", "conflict", "failed")
+# Transactions that may have queued outbox entries: a user's change, a conflict resolution.
+OUTBOUND_ORIGINS = frozenset({"local", "resolution"})
 
 
 class SyncState(enum.StrEnum):
@@ -70,21 +72,6 @@ class SyncReport:
     pulled: int = 0
     audit_acknowledged: int = 0
     changed: dict[str, set[str]] = field(default_factory=dict)
-
-
-def _coerce(model: type[Record], data: dict[str, Any]) -> dict[str, Any]:
-    """Payload values (JSON) back into column values; unknown keys are dropped."""
-    out: dict[str, Any] = {}
-    for col in model.__table__.columns:
-        if col.key not in data or col.key in ("dirty", "source", "remote_version"):
-            continue
-        value = data[col.key]
-        if value is not None and isinstance(col.type, DateTime):
-            value = dt.datetime.fromisoformat(value).replace(tzinfo=None)
-        elif value is not None and isinstance(col.type, Date):
-            value = dt.date.fromisoformat(value[:10])
-        out[col.key] = value
-    return out
 
 
 class SyncEngine:
@@ -287,7 +274,7 @@ class SyncEngine:
         if change.get("op") == "delete":
             s.execute(delete(model).where(model.id == rid))
         else:
-            values = _coerce(model, change.get("data") or {})
+            values = model.values_from_payload(change.get("data") or {})
             values.update(id=rid, remote_version=str(change.get("version")), dirty=False, source="hub")
             stmt = sqlite_insert(model).values(**values)
             s.execute(stmt.on_conflict_do_update(index_elements=["id"], set_={k: v for k, v in values.items() if k != "id"}))
@@ -341,7 +328,7 @@ class SyncEngine:
 
     def on_cache_change(self, change: ChangeSet) -> None:
         """Cache listener: a local change wakes the loop so it is pushed at once."""
-        if change.origin == "local":
+        if change.origin in OUTBOUND_ORIGINS:
             self.wake.set()
 
     def run(self, stop: threading.Event) -> None:

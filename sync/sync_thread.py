@@ -14,7 +14,7 @@ import threading
 from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
 from app.cache.store import ChangeSet
-from sync.engine import SyncEngine
+from sync.engine import OUTBOUND_ORIGINS, SyncEngine
 from sync.hub_client import Permanent, Transient
 
 logger = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ class SyncController(QObject):
         engine.cache.add_listener(self._on_change)
 
     def _on_change(self, change: ChangeSet) -> None:
-        if change.origin == "local":
+        if change.origin in OUTBOUND_ORIGINS:
             self.request_sync.emit()
 
     def start(self) -> None:

@@ -54,6 +54,24 @@ class Record(Base):
     dirty: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
+    @classmethod
+    def values_from_payload(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """The inverse of :meth:`to_payload`: JSON values back into column values.
+
+        Keys that are not columns, and the sync bookkeeping columns, are dropped.
+        """
+        out: dict[str, Any] = {}
+        for col in cls.__table__.columns:
+            if col.key not in data or col.key in ("dirty", "source", "remote_version"):
+                continue
+            value = data[col.key]
+            if value is not None and isinstance(col.type, DateTime):
+                value = dt.datetime.fromisoformat(value).replace(tzinfo=None)
+            elif value is not None and isinstance(col.type, Date):
+                value = dt.date.fromisoformat(value[:10])
+            out[col.key] = value
+        return out
+
     def to_payload(self) -> dict[str, Any]:
         """The record's own fields as JSON-safe values (for the outbox)."""
         out: dict[str, Any] = {}
