@@ -22,6 +22,7 @@ from app.config import Paths, default_home, load_settings
 from app.errors import KnownError, WrongPassphrase
 from app.logs import Safe, install_logging
 from app.security.roles import Role
+from sync.hub.cli import register as register_hub
 
 logger = logging.getLogger(__name__)
 DEMO_DIR = Path(__file__).resolve().parent.parent / "resources" / "demo"
@@ -232,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("cache", help="local cache maintenance").add_subparsers(dest="cache_cmd", required=True)
     c.add_parser("reset", help="move the cache aside so it can be rebuilt").set_defaults(func=cmd_cache_reset)
+
+    register_hub(sub)
 
     sc = sub.add_parser("screenshots", help="render every main page to DIR/<page>.png")
     sc.add_argument("dir")

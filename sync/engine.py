@@ -160,7 +160,12 @@ class SyncEngine:
                 }
                 for e in batch
             ]
-            results = self.client.push(changes)
+            try:
+                results = self.client.push(changes)
+            except Permanent as exc:
+                # The whole request was refused (e.g. a role that may write nothing): keep every
+                # entry as failed with the reason, for a person to retry; pulling goes on.
+                results = [{"status": "rejected", "reason": str(exc)} for _ in batch]
             if len(results) != len(batch):
                 raise Transient("reply does not match the request")
             with self.cache.unit_of_work(user="sync", origin="sync") as s:

@@ -112,7 +112,8 @@ def parse_json(raw: bytes) -> Any:
 async def read_json(request: Request, limit: int) -> Any:
     """The body as JSON, refusing more than ``limit`` bytes (413) before reading it all."""
     declared = request.headers.get("content-length")
-    too_big = HTTPException(413, f"The request body is larger than {limit // 1024} KiB; send less per request.")
+    size_text = f"{limit / 2**20:g} MB" if limit >= 2**20 else f"{limit / 1024:g} KiB"
+    too_big = HTTPException(413, f"The request body is larger than {size_text}; send less per request.")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise too_big
     chunks: list[bytes] = []
@@ -122,7 +123,8 @@ async def read_json(request: Request, limit: int) -> Any:
         if size > limit:
             raise too_big
         chunks.append(chunk)
-    return parse_json(b"".join(chunks))
+    raw = b"".join(chunks)
+    return parse_json(raw) if size < 64 * 1024 else await run_in_threadpool(parse_json, raw)  # keep the loop free
 
 
 def _text(body: dict[str, Any], name: str, limit: int = 64) -> str:
@@ -297,20 +299,30 @@ def create_app(
             keys = hub.check_push_request(changes)
         except ProtocolError as exc:
             raise HTTPException(exc.status, str(exc)) from None
-        forbidden = [
-            key for change, key in zip(changes, keys, strict=True)
+        # A change the role may not write is answered "rejected" on its own; the others apply, so
+        # one queued change of another role's never blocks a workstation's whole outbox.
+        forbidden = {
+            i for i, change in enumerate(changes)
             if not (isinstance(e := change.get("entity"), str) and may_write(role, e))
-        ]  # fmt: skip
+        }  # fmt: skip
         if forbidden:
-            logger.info("push from %s refused: %d changes the role may not write", Safe(workstation), len(forbidden))
-            return _forbidden(
-                f"The {role.title} role may not write {len(forbidden)} of these changes (or their entity is "
-                "unknown); nothing was applied. Push them with the token of a user who may.",
-                forbidden=forbidden,
+            logger.info("push from %s: %d changes the role may not write", Safe(workstation), len(forbidden))
+        allowed_changes = [c for i, c in enumerate(changes) if i not in forbidden]
+        applied = iter(
+            await run_in_threadpool(
+                lambda: hub.push(username=who.identity.username, workstation=workstation, changes=allowed_changes)
             )
-        results = await run_in_threadpool(
-            lambda: hub.push(username=who.identity.username, workstation=workstation, changes=changes)
+            if allowed_changes
+            else []
         )
+        results = [
+            {
+                "idempotency_key": keys[i], "status": "rejected", "version": None, "seq": None, "merged": False,
+                "server": None, "reason": f"forbidden: the {role.title} role may not write this kind of record",
+            }
+            if i in forbidden else next(applied)
+            for i in range(len(changes))
+        ]  # fmt: skip
         return {"results": results}
 
     @app.get("/v1/changes")
@@ -354,7 +366,9 @@ def create_app(
             return _forbidden("This token was issued for another workstation; log in from this one.")
         try:
             seq, head = await run_in_threadpool(
-                lambda: hub.ingest_audit(workstation=workstation, username=who.identity.username, entries=body.get("entries"))
+                lambda: hub.ingest_audit(
+                    workstation=workstation, username=who.identity.username, entries=body.get("entries")
+                )
             )
         except AuditRefused as exc:
             logger.info("audit from %s refused (%d)", Safe(workstation), exc.status)

@@ -430,7 +430,9 @@ class Hub:
         k = c.idempotency_key
 
         if cur is not None and base is not None and base > cur.version:
-            return _result(k, "conflict", server=_server_state(cur), reason="base_version is newer than the server's version")
+            return _result(
+                k, "conflict", server=_server_state(cur), reason="base_version is newer than the server's version"
+            )
 
         if c.op == "delete":
             if cur is None:
