@@ -57,6 +57,10 @@ class Paths:
         return self.home / "workstation.id"
 
     @property
+    def embedded_hub_db(self) -> Path:
+        return self.home / "hub.db"
+
+    @property
     def logs(self) -> Path:
         return self.home / "logs"
 
@@ -71,6 +75,8 @@ class Settings:
     key_backend: str = "auto"
     break_glass_minutes: float = 30.0
     demo: bool = True
+    # The central service; empty means demo mode's embedded one (loopback, SQLite in the data folder).
+    hub_url: str = ""
     baa_endpoints: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
