@@ -1,0 +1,129 @@
+"""Screenshots of the real windows, for review and documentation (``careops screenshots DIR``).
+
+Works with ``QT_QPA_PLATFORM=offscreen`` as well as on a real display. Jobs run synchronously
+here (``ImmediateExecutor``) so every page is complete when it is grabbed. Each search the pages
+make is a real, audited search by the demo user of the page's role.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+from PySide6.QtCore import QEventLoop, QTimer
+from PySide6.QtWidgets import QApplication, QWidget
+
+from app.gui import WINDOW_SIZE, build_main_window, demo_hint, make_application
+from app.logs import Safe
+from app.security.roles import Role, allowed
+from app.workstation import Workstation
+from views.cache_events import CacheEvents
+from views.login_dialog import LoginDialog
+from views.main_window import MainWindow
+from views.pages import PageSpec, available_pages
+from views.patients_page import PatientsPage
+from views.workers import ImmediateExecutor, JobRunner
+
+logger = logging.getLogger(__name__)
+
+# Tried in order until one finds patients; common in most name sets.
+SEARCH_FRAGMENTS = ("an", "ar", "er", "el", "on", "ma", "li", "in", "a", "e")
+
+
+def settle(ms: int = 60) -> None:
+    """Let layouts, style polish and painting run before a grab."""
+    loop = QEventLoop()
+    QTimer.singleShot(ms, loop.quit)
+    loop.exec()
+    QApplication.processEvents()
+
+
+def role_for(spec: PageSpec) -> Role:
+    """The demo role a page is shown as: the coordinator where allowed, else the first that is."""
+    if allowed(Role.COORDINATOR, spec.permission):
+        return Role.COORDINATOR
+    return next((r for r in Role if allowed(r, spec.permission)), Role.ADMINISTRATOR)
+
+
+def search_common(page: PatientsPage, fragments: Iterable[str] = SEARCH_FRAGMENTS) -> str | None:
+    """Type fragments into the page's search box until one finds patients; the fragment used."""
+    for fragment in fragments:
+        page.search_edit.setText(fragment)
+        page.search_now()
+        if page.model.rowCount() > 0:
+            page.table.selectRow(0)
+            return fragment
+    return None
+
+
+def _grab(widget: QWidget, path: Path) -> Path:
+    settle()
+    if not widget.grab().save(str(path)):
+        raise OSError(f"could not write {path.name}")
+    return path
+
+
+def _window(ws: Workstation, role: Role, runner: JobRunner, events: CacheEvents) -> MainWindow:
+    window = build_main_window(ws, ws.users.demo_session(role), runner=runner, cache_events=events)
+    window.resize(*WINDOW_SIZE)
+    window.show()
+    settle()
+    return window
+
+
+def _close(window: QWidget) -> None:
+    if isinstance(window, MainWindow):
+        window.shutdown()
+    window.close()
+    window.deleteLater()
+    settle(10)
+
+
+def _show_page(window: MainWindow, name: str) -> None:
+    window.show_page(name)
+    page = window.page(name)
+    if isinstance(page, PatientsPage):
+        search_common(page)
+    elif page is not None and name == "audit":
+        verify = getattr(page, "verify", None)
+        if callable(verify):
+            verify()
+
+
+def render_all(ws: Workstation, out_dir: Path) -> list[Path]:
+    """Render login.png, main.png, locked.png and one <page>.png per page into ``out_dir``."""
+    make_application()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runner = JobRunner(ImmediateExecutor())
+    events = CacheEvents()
+    events.connect(ws.cache)
+    written: list[Path] = []
+    try:
+        login = LoginDialog(ws.users, runner, hint=demo_hint() if ws.settings.demo else "")
+        login.show()
+        written.append(_grab(login, out_dir / "login.png"))
+        _close(login)
+
+        window = _window(ws, Role.COORDINATOR, runner, events)
+        _show_page(window, "patients")
+        written.append(_grab(window, out_dir / "main.png"))
+        window.lock("manual")
+        written.append(_grab(window, out_dir / "locked.png"))
+        _close(window)
+
+        for spec in available_pages():
+            window = _window(ws, role_for(spec), runner, events)
+            _show_page(window, spec.name)
+            written.append(_grab(window, out_dir / f"{spec.name}.png"))
+            _close(window)
+    finally:
+        events.detach()
+        runner.shutdown()
+        events.deleteLater()
+        runner.deleteLater()
+    logger.info("wrote %d screenshots", len(written))
+    for path in written:
+        logger.debug("screenshot %s", Safe(path.name))
+    return written
