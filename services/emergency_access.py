@@ -29,5 +29,5 @@ def start_break_glass(ctx: ServiceContext, reason: str, minutes: float) -> Break
         detail=f"{minutes:.0f} min: {reason}",
         break_glass=True,
     )
-    ctx.user.grants.append(grant)
+    ctx.user.add_grant(grant)
     return grant

@@ -72,3 +72,18 @@ def test_reset_restores_the_key_check(home):
     ws = open_workstation(home)
     ws.close()
     assert ws.paths.key_check.exists()
+
+
+def test_sign_in_is_throttled_after_repeated_failures(home):
+    now = [0.0]
+    ws = open_workstation(home)
+    ws.users._clock = lambda: now[0]
+    ws.users.ensure_demo_users()
+    for _ in range(5):
+        with pytest.raises(NotAuthenticated, match="wrong password"):
+            ws.users.authenticate("demo-admin", "guess")
+    with pytest.raises(NotAuthenticated, match="Too many failed sign-ins"):
+        ws.users.authenticate("demo-admin", "demo")  # even the right password, for a while
+    now[0] += 61
+    assert ws.users.authenticate("demo-admin", "demo").username == "demo-admin"
+    ws.close()

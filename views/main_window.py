@@ -34,7 +34,7 @@ from app.security.idle import IdlePolicy
 from app.security.users import UserSession
 from services.context import ServiceContext
 from views.lock_screen import LockScreen
-from views.pages import Page, PageEnv, PageSpec, active_grants
+from views.pages import Page, PageEnv, PageSpec
 from views.widgets import plain_label, repolish
 from views.workers import JobRunner
 
@@ -400,7 +400,7 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _update_access(self) -> None:
-        grants = active_grants(self._ctx.user)
+        grants = self._ctx.user.active_grants()
         has_grant = bool(grants)
         if has_grant != self._had_grant:
             self._had_grant = has_grant

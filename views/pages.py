@@ -15,27 +15,17 @@ from typing import Protocol
 from PySide6.QtCore import QObject, Signal, SignalInstance
 from PySide6.QtWidgets import QWidget
 
-from app.security.roles import Permission, allowed
-from app.security.users import BreakGlassGrant, UserSession
+from app.security.roles import Permission
+from app.security.users import UserSession
 from services.context import ServiceContext
 from views.workers import JobRunner
 
 logger = logging.getLogger(__name__)
 
 
-def active_grants(user: UserSession) -> list[BreakGlassGrant]:
-    """The user's unexpired emergency-access grants, without changing the session.
-
-    ``UserSession.active_grant`` prunes the list in place; the GUI thread only reads it, because a
-    worker may be appending a grant at the same moment.
-    """
-    now = user.clock()
-    return [g for g in tuple(user.grants) if g.expires_at > now]
-
-
 def has_access(user: UserSession, permission: Permission) -> bool:
-    """True when the role or an active grant allows ``permission`` (read-only, see above)."""
-    return allowed(user.role, permission) or any(permission in g.permissions for g in active_grants(user))
+    """True when the role or an active grant allows ``permission``."""
+    return user.may(permission)
 
 
 class ChangeSource(Protocol):

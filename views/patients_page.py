@@ -27,7 +27,7 @@ from app.security.roles import Permission, allowed
 from services.emergency_access import start_break_glass
 from services.patients import MAX_RESULTS, PatientService, PatientSummary
 from views.break_glass_dialog import BreakGlassDialog
-from views.pages import Page, PageEnv, active_grants, has_access
+from views.pages import Page, PageEnv, has_access
 from views.patient_table_model import COL_AGE, COL_BIRTH_DATE, COL_MRN, COL_NAME, COL_SEX, SORT_ROLE, PatientTableModel
 from views.widgets import ErrorLabel, plain_label
 
@@ -152,7 +152,7 @@ class PatientsPage(Page):
     def refresh_access(self) -> None:
         user = self._env.ctx.user
         by_role = allowed(user.role, Permission.PATIENT_READ)
-        grant = bool(active_grants(user))
+        grant = bool(user.active_grants())
         self.emergency_button.setVisible(not by_role)
         self.emergency_button.setEnabled(not grant)
         self.emergency_button.setText("Emergency access active" if grant else "Emergency access…")

@@ -141,6 +141,8 @@ class AuditLog:
             )  # fmt: skip
         )
         s.flush()
+        # Audit entries are not Records; name them in the change set so review screens refresh.
+        s.info.setdefault("changed", {}).setdefault("audit_log", set()).add(str(seq))
         return seq
 
     # -- review ---------------------------------------------------------------------------

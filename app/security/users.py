@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from app.security.roles import BREAK_GLASS_GRANTS, Permission, Role, allowed
 
 VERIFIER_N, VERIFIER_R, VERIFIER_P = 2**14, 8, 1
 DEMO_PASSWORD = "demo"
+MAX_FAILURES = 5
+LOCKOUT_SECONDS = 60.0
 
 
 def make_verifier(password: str) -> str:
@@ -65,15 +68,25 @@ class UserSession:
     clock: Callable[[], float] = time.monotonic
     authenticated_at: float = field(default=0.0)
     grants: list[BreakGlassGrant] = field(default_factory=list)
+    # Grants are added from service calls on worker threads and read by the GUI.
+    _grants_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.authenticated_at:
             self.authenticated_at = self.clock()
 
-    def active_grant(self, permission: Permission) -> BreakGlassGrant | None:
+    def add_grant(self, grant: BreakGlassGrant) -> None:
+        with self._grants_lock:
+            self.grants.append(grant)
+
+    def active_grants(self) -> list[BreakGlassGrant]:
         now = self.clock()
-        self.grants = [g for g in self.grants if g.expires_at > now]
-        return next((g for g in self.grants if permission in g.permissions), None)
+        with self._grants_lock:
+            self.grants[:] = [g for g in self.grants if g.expires_at > now]
+            return list(self.grants)
+
+    def active_grant(self, permission: Permission) -> BreakGlassGrant | None:
+        return next((g for g in self.active_grants() if permission in g.permissions), None)
 
     def check(self, permission: Permission) -> bool:
         """True when allowed by role; False when allowed only by break-glass; raises otherwise."""
@@ -106,6 +119,7 @@ class UserDirectory:
         self._cache = cache
         self._workstation = workstation
         self._clock = clock
+        self._failures: dict[str, tuple[int, float]] = {}  # username -> (failures in a row, last)
 
     def add(self, username: str, display_name: str, role: Role | str, password: str) -> None:
         if not username or len(username) > 64 or not username.replace("-", "").replace(".", "").replace("_", "").isalnum():
@@ -127,11 +141,29 @@ class UserDirectory:
         with self._cache.reader() as s:
             return [(u.username, u.display_name, Role(u.role)) for u in s.scalars(select(User).order_by(User.username))]
 
-    def authenticate(self, username: str, password: str) -> UserSession:
-        """Check the offline verifier; the same message for an unknown user and a wrong password."""
+    def _throttle(self, username: str) -> None:
+        """After MAX_FAILURES wrong passwords in a row, refuse that user for LOCKOUT_SECONDS."""
+        failures, last = self._failures.get(username, (0, 0.0))
+        if failures >= MAX_FAILURES and self._clock() - last < LOCKOUT_SECONDS:
+            raise NotAuthenticated(
+                f"Too many failed sign-ins. Try again in {int(LOCKOUT_SECONDS - (self._clock() - last)) + 1} s."
+            )
+
+    def _check(self, username: str, password: str) -> User | None:
+        self._throttle(username)
         with self._cache.reader() as s:
             user = s.get(User, username)
         if user is None or not user.active or not check_verifier(user.verifier, password):
+            failures, _ = self._failures.get(username, (0, 0.0))
+            self._failures[username] = (failures + 1, self._clock())
+            return None
+        self._failures.pop(username, None)
+        return user
+
+    def authenticate(self, username: str, password: str) -> UserSession:
+        """Check the offline verifier; the same message for an unknown user and a wrong password."""
+        user = self._check(username, password)
+        if user is None:
             raise NotAuthenticated("Unknown user or wrong password.")
         with self._cache.unit_of_work(user="system", origin="system") as s:
             stored = s.get(User, username)
@@ -141,9 +173,7 @@ class UserDirectory:
 
     def reverify(self, session: UserSession, password: str) -> bool:
         """Unlock after an idle lock: the same user proves it again (no new session)."""
-        with self._cache.reader() as s:
-            user = s.get(User, session.username)
-        return bool(user and user.active and check_verifier(user.verifier, password))
+        return self._check(session.username, password) is not None
 
     def demo_session(self, role: Role) -> UserSession:
         username, name = DEMO_USERS[role]
