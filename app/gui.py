@@ -83,6 +83,7 @@ def build_main_window(
     cache_events: CacheEvents | None = None,
     idle: IdlePolicy | None = None,
     idle_check_ms: int = 1000,
+    sync: QObject | None = None,
 ) -> MainWindow:
     """The main window for ``session`` over ``ws``; what ``run`` and the screenshots both show.
 
@@ -99,6 +100,7 @@ def build_main_window(
     window = MainWindow(
         ctx, ws.users, available_pages(), idle, cache_events, ws.cache.pending_outbox,
         runner=runner, break_glass_minutes=ws.settings.break_glass_minutes, idle_check_ms=idle_check_ms,
+        sync=sync,
     )  # fmt: skip
     window.resize(*WINDOW_SIZE)
     if own_events:
@@ -203,6 +205,31 @@ class Shell(QObject):
         self.events = CacheEvents(self)
         self.events.connect(ws.cache)
         self.window: MainWindow | None = None
+        self.session: UserSession | None = None
+        self.sync: Any = None
+        self._hub: Any = None
+
+    def start_sync(self) -> None:
+        """Sync with the configured central service, or demo mode's embedded one."""
+        from sync.engine import SyncEngine
+        from sync.hub_client import HubClient
+        from sync.sync_thread import SyncController
+
+        url = self._ws.settings.hub_url
+        if not url:
+            from app.embedded_hub import EmbeddedHub
+
+            self._hub = EmbeddedHub(self._ws.paths.embedded_hub_db)
+            url = run_and_wait(self._runner, self._hub.start, name="hub.start")
+        client = HubClient(url, self._credentials, self._ws.workstation_id)
+        self.sync = SyncController(SyncEngine(self._ws.cache, client))
+        self.sync.start()
+
+    def _credentials(self) -> tuple[str, str]:
+        session = self.session
+        if session is None:
+            raise RuntimeError("nobody is signed in")
+        return session.username, session.credential
 
     def login(self, parent: Any = None) -> UserSession | None:
         dialog = LoginDialog(self._ws.users, self._runner, parent, hint=self._hint)
@@ -214,7 +241,8 @@ class Shell(QObject):
             dialog.deleteLater()
 
     def show(self, session: UserSession) -> MainWindow:
-        window = build_main_window(self._ws, session, runner=self._runner, cache_events=self.events)
+        self.session = session
+        window = build_main_window(self._ws, session, runner=self._runner, cache_events=self.events, sync=self.sync)
         window.sign_out_requested.connect(self._sign_out)
         old, self.window = self.window, window
         window.show()
@@ -238,6 +266,10 @@ class Shell(QObject):
     def shutdown(self) -> None:
         if self.window is not None:
             self.window.shutdown()
+        if self.sync is not None:
+            self.sync.stop()
+        if self._hub is not None:
+            self._hub.stop()
         self.events.detach()
 
 
@@ -273,6 +305,10 @@ def run(argv: Sequence[str]) -> int:
         if session is None:
             return 0
         seed_demo_data(ws, runner)
+        try:
+            shell.start_sync()
+        except Exception:  # the workstation works offline; the status bar says so
+            logger.exception("sync could not start")
         window = shell.show(session)
         window.activateWindow()
         return app.exec()

@@ -105,6 +105,7 @@ class MainWindow(QMainWindow):
         runner: JobRunner,
         break_glass_minutes: float = 30.0,
         sync_state: str = OFFLINE_TEXT,
+        sync: QObject | None = None,
         idle_check_ms: int = IDLE_CHECK_MS,
         activity_source: QObject | None = None,
         parent: QWidget | None = None,
@@ -120,7 +121,8 @@ class MainWindow(QMainWindow):
             pending_changes: counts the outbox (run on a worker after each change).
             runner: runs every service call off the GUI thread.
             break_glass_minutes: default duration offered for emergency access.
-            sync_state: the sync text for the status bar.
+            sync_state: the sync text for the status bar until the first sync status arrives.
+            sync: the sync controller (``status_changed`` and ``request_sync`` signals), if any.
             idle_check_ms: how often the idle policy is asked whether to lock.
             activity_source: where the activity filter is installed; the application by default.
             parent: the parent widget.
@@ -138,7 +140,9 @@ class MainWindow(QMainWindow):
         self._had_grant = False
         self._cleanups: list[Callable[[], None]] = []
 
-        env = PageEnv(ctx=ctx, runner=runner, cache_events=cache_events, break_glass_minutes=break_glass_minutes)
+        env = PageEnv(
+            ctx=ctx, runner=runner, cache_events=cache_events, break_glass_minutes=break_glass_minutes, sync=sync
+        )
         self._specs: list[PageSpec] = []
         self._pages: list[Page] = []
 
@@ -147,6 +151,8 @@ class MainWindow(QMainWindow):
         central.setObjectName("central")
         self.banner = plain_label("", object_name="breakGlassBanner", word_wrap=True)
         self.banner.setVisible(False)
+        self.offline_banner = plain_label("", object_name="offlineBanner", word_wrap=True)
+        self.offline_banner.setVisible(False)
 
         self.workspace = QWidget(central)
         self.workspace.setObjectName("workspace")
@@ -180,6 +186,7 @@ class MainWindow(QMainWindow):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
         layout.addWidget(self.banner)
+        layout.addWidget(self.offline_banner)
         layout.addWidget(self.workspace, 1)
         layout.addWidget(self.lock_screen, 1)
         self.setCentralWidget(central)
@@ -238,6 +245,8 @@ class MainWindow(QMainWindow):
         self.lock_screen.relogged_in.connect(self._on_relogged_in)
         self.lock_screen.sign_out_requested.connect(self.sign_out_requested)
         cache_events.records_changed.connect(self._on_records_changed)  # type: ignore[attr-defined]
+        if sync is not None:
+            sync.status_changed.connect(self.set_sync_status)  # type: ignore[attr-defined]
 
 
         # -- idle lock ------------------------------------------------------------------------------
@@ -447,6 +456,25 @@ class MainWindow(QMainWindow):
             self.refresh_pending()
 
     @Slot(object)
+    @Slot(object)
+    def set_sync_status(self, status: object) -> None:
+        """Show a SyncStatus: the status bar line, and a banner while offline."""
+        from views.sync_page import status_text
+
+        state = str(getattr(status, "state", "offline"))
+        self.sync_label.setText(status_text(status).split(" · changes are kept")[0])
+        self.sync_label.setProperty("state", "online" if state == "online" else "offline")
+        repolish(self.sync_label)
+        offline = state == "offline"
+        if offline:
+            pending = int(getattr(status, "pending", 0))
+            self.offline_banner.setText(
+                "Offline: the central service cannot be reached. You can keep working; "
+                f"{pending:,} change{'s' if pending != 1 else ''} will be sent when the connection returns."
+            )
+        self.offline_banner.setVisible(offline)
+        self.refresh_pending()
+
     def _on_records_changed(self, _change: object) -> None:
         self.refresh_pending()
 

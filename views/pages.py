@@ -44,12 +44,15 @@ class PageEnv:
         runner: runs service calls off the GUI thread.
         cache_events: the committed-changes signal.
         break_glass_minutes: the default duration offered for emergency access.
+        sync: the sync controller (``status_changed(status)`` and ``request_sync()`` signals), or
+            None when this workstation has no central service.
     """
 
     ctx: ServiceContext
     runner: JobRunner
     cache_events: QObject
     break_glass_minutes: float = 30.0
+    sync: QObject | None = None
 
 
 class Page(QWidget):
@@ -108,6 +111,12 @@ def _patients_page(env: PageEnv) -> Page:
     return PatientsPage(env)
 
 
+def _sync_page(env: PageEnv) -> Page:
+    from views.sync_page import SyncPage
+
+    return SyncPage(env)
+
+
 def _audit_page(env: PageEnv) -> Page:
     from views.audit_page import AuditPage
 
@@ -118,5 +127,6 @@ def available_pages() -> list[PageSpec]:
     """The foundation's pages, in navigation order."""
     return [
         PageSpec("patients", "Patients", Permission.PATIENT_READ, _patients_page, everyone=True),
+        PageSpec("sync", "Sync", Permission.SYNC_RESOLVE, _sync_page),
         PageSpec("audit", "Audit log", Permission.AUDIT_READ, _audit_page),
     ]

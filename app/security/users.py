@@ -68,6 +68,8 @@ class UserSession:
     clock: Callable[[], float] = time.monotonic
     authenticated_at: float = field(default=0.0)
     grants: list[BreakGlassGrant] = field(default_factory=list)
+    # The password given at sign-in, kept in memory only, for the central service's login.
+    credential: str = field(default="", repr=False, compare=False)
     # Grants are added from service calls on worker threads and read by the GUI.
     _grants_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -169,7 +171,9 @@ class UserDirectory:
             stored = s.get(User, username)
             if stored is not None:
                 stored.last_full_login = utcnow()
-        return UserSession(username, user.display_name, Role(user.role), self._workstation, clock=self._clock)
+        return UserSession(
+            username, user.display_name, Role(user.role), self._workstation, clock=self._clock, credential=password
+        )
 
     def reverify(self, session: UserSession, password: str) -> bool:
         """Unlock after an idle lock: the same user proves it again (no new session)."""
@@ -177,4 +181,4 @@ class UserDirectory:
 
     def demo_session(self, role: Role) -> UserSession:
         username, name = DEMO_USERS[role]
-        return UserSession(username, name, role, self._workstation, clock=self._clock)
+        return UserSession(username, name, role, self._workstation, clock=self._clock, credential=DEMO_PASSWORD)

@@ -11,18 +11,18 @@ from views.main_window import OFFLINE_TEXT
 
 
 def test_pages_follow_the_role(make_desk):
-    assert make_desk(Role.COORDINATOR).window.page_names() == ["patients"]
-    assert make_desk(Role.ADMINISTRATOR).window.page_names() == ["patients", "audit"]
+    assert make_desk(Role.COORDINATOR).window.page_names() == ["patients", "sync"]
+    assert make_desk(Role.ADMINISTRATOR).window.page_names() == ["patients", "sync", "audit"]
     assert make_desk(Role.FOLLOWUP_NURSE).window.page_names() == ["patients"]
 
 
-def test_ctrl_2_switches_page(qtbot, make_desk):
+def test_ctrl_number_switches_page(qtbot, make_desk):
     desk = make_desk(Role.ADMINISTRATOR)
     w = desk.window
     w.activateWindow()
     qtbot.waitUntil(w.isActiveWindow)
     assert w.current_page_name() == "patients"
-    qtbot.keyClick(w.navigation, Qt.Key.Key_2, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClick(w.navigation, Qt.Key.Key_3, Qt.KeyboardModifier.ControlModifier)
     assert w.current_page_name() == "audit"
     assert w.page_stack.currentWidget() is w.page("audit")
     assert w.windowTitle() == "CareOps Desk — Audit log"
@@ -39,7 +39,7 @@ def test_navigation_list_is_keyboard_driven(qtbot, make_desk):
     w.navigation.setFocus()
     assert w.navigation.hasFocus()
     qtbot.keyClick(w.navigation, Qt.Key.Key_Down)
-    assert w.current_page_name() == "audit"
+    assert w.current_page_name() == "sync"
     qtbot.keyClick(w.navigation, Qt.Key.Key_Up)
     assert w.current_page_name() == "patients"
     # Tab leaves the navigation for the page: the search box comes first.
@@ -93,7 +93,7 @@ def test_build_main_window_from_the_composition_root(qtbot, desk_ws):
 
     window = build_main_window(desk_ws, desk_ws.users.demo_session(Role.ADMINISTRATOR))
     qtbot.addWidget(window)
-    assert window.page_names() == ["patients", "audit"]
+    assert window.page_names() == ["patients", "sync", "audit"]
     assert (window.width(), window.height()) == (1280, 800)
     window.shutdown()
 
