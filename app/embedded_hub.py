@@ -23,8 +23,11 @@ logger = logging.getLogger(__name__)
 
 
 class EmbeddedHub:
-    def __init__(self, db_path: Path) -> None:
+    """The hub on a free loopback port; its SQLite file is SQLCipher-encrypted with ``key``."""
+
+    def __init__(self, db_path: Path, key: bytes) -> None:
         self.db_url = f"sqlite:///{db_path}"
+        self._key = key
         self.port = 0
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -34,7 +37,7 @@ class EmbeddedHub:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 10.0) -> str:
-        engine = open_database(self.db_url)
+        engine = open_database(self.db_url, self._key)
         try:
             known = PasswordAuthenticator(engine)
             for role, (username, name) in DEMO_USERS.items():
@@ -46,7 +49,7 @@ class EmbeddedHub:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         config = uvicorn.Config(
-            create_app(self.db_url), host="127.0.0.1", port=self.port, log_config=None, timeout_keep_alive=35
+            create_app(self.db_url, db_key=self._key), host="127.0.0.1", port=self.port, log_config=None, timeout_keep_alive=35
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="embedded-hub", daemon=True)

@@ -219,7 +219,7 @@ class Shell(QObject):
         if not url:
             from app.embedded_hub import EmbeddedHub
 
-            self._hub = EmbeddedHub(self._ws.paths.embedded_hub_db)
+            self._hub = EmbeddedHub(self._ws.paths.embedded_hub_db, self._ws.embedded_hub_key())
             url = run_and_wait(self._runner, self._hub.start, name="hub.start")
         client = HubClient(url, self._credentials, self._ws.workstation_id)
         self.sync = SyncController(SyncEngine(self._ws.cache, client))
@@ -275,7 +275,6 @@ class Shell(QObject):
 
 def _install_logging(paths: Paths) -> None:
     try:
-        paths.logs.mkdir(parents=True, exist_ok=True)
         install_logging(paths.logs)
     except OSError:
         install_logging(None)  # an unwritable data folder is reported when the cache opens

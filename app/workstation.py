@@ -30,6 +30,15 @@ class Workstation:
     cache: Cache
     audit: AuditLog
     users: UserDirectory
+    keys: KeyStore
+
+    def embedded_hub_key(self) -> bytes:
+        """The key of demo mode's embedded service database, kept beside the cache key."""
+        key = self.keys.load("hub")
+        if key is None:
+            key = new_key()
+            self.keys.save(key, "hub")
+        return key
 
     def close(self) -> None:
         self.cache.close()
@@ -123,4 +132,5 @@ def open_workstation(home: Path, *, passphrase: str | None = None, store: KeySto
         cache=cache,
         audit=AuditLog(cache, ws_id),
         users=UserDirectory(cache, ws_id),
+        keys=store,
     )

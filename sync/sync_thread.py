@@ -11,7 +11,7 @@ import logging
 import random
 import threading
 
-from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
+from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, QTimer, Signal, Slot
 
 from app.cache.store import ChangeSet
 from sync.engine import OUTBOUND_ORIGINS, SyncEngine
@@ -86,6 +86,8 @@ class SyncController(QObject):
         self._worker = _SyncWorker(engine, self._stop)
         self._worker.moveToThread(self._thread)
         self._thread.started.connect(self._worker.cycle)
+        # The worker and its timer belong to the sync thread: delete them there, before it ends.
+        self._thread.finished.connect(self._worker.deleteLater)
         self.request_sync.connect(self._worker.cycle)
         self._worker.status_changed.connect(self.status_changed)
         self._hint: threading.Thread | None = None
@@ -109,6 +111,7 @@ class SyncController(QObject):
         self._stop.set()
         self._engine.cache.remove_listener(self._on_change)
         if self._thread.isRunning():
+            QMetaObject.invokeMethod(self._worker, "shutdown", Qt.ConnectionType.BlockingQueuedConnection)
             self._thread.quit()
             self._thread.wait(timeout_ms)
         if self._hint is not None:

@@ -28,6 +28,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import __version__
@@ -164,6 +165,13 @@ class _CatchAll:
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except ClientDisconnect:
+            # The client went away before its request body was complete (its network dropped, or
+            # it gave up): nothing was applied and no one is left to answer. That is the weather
+            # an offline-first client lives in, not a service fault: no ERROR, no traceback, no 500.
+            logger.info("%s %s: the client disconnected mid-request", Safe(scope.get("method", "")),
+                        Safe(scope.get("path", "")))  # fmt: skip
+            return
         except Exception as exc:  # noqa: BLE001 - the last line of defence
             unavailable = isinstance(exc, OperationalError | PoolTimeout) or (
                 isinstance(exc, DBAPIError) and exc.connection_invalidated
@@ -194,6 +202,7 @@ def _forbidden(message: str, **extra: Any) -> JSONResponse:
 def create_app(
     db_url: str,
     *,
+    db_key: bytes | None = None,
     authenticator: Authenticator | None = None,
     token_ttl: int = TOKEN_TTL_SECONDS,
     clock: Callable[[], float] = time.time,
@@ -204,13 +213,14 @@ def create_app(
 
     Args:
         db_url: ``sqlite:///path/hub.db`` or ``postgresql+psycopg://user@host/db``.
+        db_key: a 32-byte key to encrypt a SQLite database with SQLCipher (the embedded service).
         authenticator: who may log in; default: passwords in the service's ``users`` table.
         token_ttl: lifetime of a bearer token in seconds.
         clock: wall clock for token times (tests move it).
         max_body_bytes: the largest request body accepted (413 beyond).
         poll_interval: how often ``/v1/changes/wait`` looks at the database.
     """
-    engine = db.open_database(db_url)
+    engine = db.open_database(db_url, db_key)
     try:
         hub = Hub(engine)
         auth = authenticator or PasswordAuthenticator(engine)

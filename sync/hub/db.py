@@ -173,12 +173,26 @@ def normalize_url(url: str) -> URL:
     raise HubDatabaseError(f"Unsupported database {backend!r}: use sqlite or postgresql.")
 
 
-def create_engine(url: str) -> Engine:
-    """An engine for the service database (no connection is made yet)."""
+def create_engine(url: str, key: bytes | None = None) -> Engine:
+    """An engine for the service database (no connection is made yet).
+
+    ``key`` (SQLite only) encrypts the file with SQLCipher, as the workstation's cache is: demo
+    mode's embedded service keeps its database in the workstation's data folder.
+    """
     parsed = normalize_url(url)
     if parsed.get_backend_name() == "sqlite":
-        Path(parsed.database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 30})
+        path = Path(parsed.database).expanduser().resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if key is not None:
+            import sqlcipher3
+
+            from app.cache.engine import connect_raw
+
+            engine = sa.create_engine(
+                "sqlite+pysqlite://", module=sqlcipher3.dbapi2, creator=lambda: connect_raw(path, key)
+            )
+        else:
+            engine = sa.create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 30})
         _sqlite_transactions(engine)
         return engine
     try:
@@ -254,9 +268,9 @@ def create_schema(engine: Engine) -> None:
         raise HubDatabaseError("The central service's database could not be prepared.") from None
 
 
-def open_database(url: str) -> Engine:
+def open_database(url: str, key: bytes | None = None) -> Engine:
     """Engine plus schema: what an instance needs before it serves a request."""
-    engine = create_engine(url)
+    engine = create_engine(url, key)
     try:
         create_schema(engine)
     except BaseException:
