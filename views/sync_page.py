@@ -107,7 +107,10 @@ class SyncPage(Page):
             "silently: when two workstations change the same field, you decide here.",
             object_name="pageSubtitle", word_wrap=True,
         )  # fmt: skip
-        self.state_label = plain_label("Sync state unknown", object_name="syncSummary", word_wrap=True)
+        self.state_label = plain_label(
+            "Waiting for the first sync…" if env.sync is not None else "No central service is connected to this window.",
+            object_name="syncSummary", word_wrap=True,
+        )  # fmt: skip
         self.sync_button = QPushButton("&Sync now", self)
         self.sync_button.setObjectName("syncNow")
         self.sync_button.setEnabled(env.sync is not None)
