@@ -25,6 +25,11 @@ def test_search_lock_unlock_break_glass_leave_no_phi_in_logs(qtbot, make_desk, d
         page = desk.window.page("patients")
         qtbot.keyClicks(page.search_edit, "Canaryvale")
         qtbot.waitUntil(lambda: page.proxy.rowCount() == 1, timeout=5000)
+        shown = page.proxy.index(0, 0).data()
+        assert shown == CANARY[0]
+        # What a careless developer might write: the filter has to catch it.
+        logging.getLogger("careops.test").info("row shown: %s", shown)
+        logging.getLogger("careops.test").info(f"row shown by hand: {shown}")  # noqa: G004
         # A failing search, a lock, a wrong then right unlock, and a role without access.
         page.search_edit.clear()
         qtbot.keyClicks(page.search_edit, "Z")
@@ -37,7 +42,6 @@ def test_search_lock_unlock_break_glass_leave_no_phi_in_logs(qtbot, make_desk, d
         qtbot.keyClicks(form.password_edit, demo_password)
         qtbot.keyClick(form.password_edit, Qt.Key.Key_Return)
         qtbot.waitUntil(lambda: not desk.window.is_locked(), timeout=5000)
-        logging.getLogger("careops.test").info("row shown: %s", page.proxy.index(0, 0).data())
         analyst = make_desk(Role.ANALYST)
         qtbot.keyClicks(analyst.window.page("patients").search_edit, "Canaryvale")
         qtbot.wait(400)
