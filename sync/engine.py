@@ -29,11 +29,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from app.cache.models import RECORD_TYPES, AuditEntry, Meta, OutboxEntry, Record, SyncConflict, utcnow
+from app.cache.models import RECORD_TYPES, AuditEntry, Meta, OutboxEntry, SyncConflict, utcnow
 from app.cache.store import Cache, ChangeSet
 from app.logs import Safe
 from sync.hub_client import HubClient, Permanent, Transient
@@ -169,47 +169,77 @@ class SyncEngine:
             if len(results) != len(batch):
                 raise Transient("reply does not match the request")
             with self.cache.unit_of_work(user="sync", origin="sync") as s:
-                for entry, result in zip(batch, results, strict=True):
-                    self._record_push_result(s, entry, result, report)
+                self._record_push_results(s, batch, results, report)
         return report.pushed
 
-    def _record_push_result(self, s: Session, entry: OutboxEntry, result: dict[str, Any], report: SyncReport) -> None:
-        status = result.get("status")
-        model = RECORD_TYPES.get(entry.entity)
-        row = s.get(OutboxEntry, entry.seq)
-        if row is None:  # already handled (a previous run committed this answer)
+    def _record_push_results(
+        self, s: Session, batch: list[OutboxEntry], results: list[dict[str, Any]], report: SyncReport
+    ) -> None:
+        """Record the service's answers for one batch, a few set-based statements per batch.
+
+        A batch holds at most one entry per record (``_next_batch``), so answers never interact.
+        """
+        still_there = set(s.scalars(select(OutboxEntry.seq).where(OutboxEntry.seq.in_([e.seq for e in batch]))))
+        done: list[tuple[OutboxEntry, str | None]] = []
+        for entry, result in zip(batch, results, strict=True):
+            if entry.seq not in still_there:  # a previous run already committed this answer
+                continue
+            status = result.get("status")
+            if status in ("applied", "duplicate"):
+                version = result.get("version")
+                done.append((entry, str(version) if version is not None else None))
+            elif status == "conflict":
+                self._keep_conflict(s, entry, result)
+                report.conflicts += 1
+            else:
+                row = s.get(OutboxEntry, entry.seq)
+                row.status = "failed"
+                row.attempts += 1
+                row.last_error = str(result.get("reason") or status or "refused")[:400]
+                report.rejected += 1
+                logger.info("push of a %s change refused", Safe(entry.entity))
+        if not done:
             return
-        if status in ("applied", "duplicate"):
-            version = str(result.get("version")) if result.get("version") is not None else None
-            s.delete(row)
-            later = s.scalar(
-                select(func.count()).select_from(OutboxEntry).where(
-                    OutboxEntry.entity == entry.entity, OutboxEntry.entity_id == entry.entity_id,
-                    OutboxEntry.seq != entry.seq, OutboxEntry.status.in_(OPEN_STATES),
+        s.execute(delete(OutboxEntry).where(OutboxEntry.seq.in_([e.seq for e, _ in done])))
+        ids = {e.entity_id for e, _ in done}
+        open_after = {
+            tuple(row)
+            for row in s.execute(
+                select(OutboxEntry.entity, OutboxEntry.entity_id).where(
+                    OutboxEntry.entity_id.in_(ids), OutboxEntry.status.in_(OPEN_STATES)
                 )
-            )  # fmt: skip
-            if model is not None and version is not None:
-                values: dict[str, Any] = {"remote_version": version}
-                if not later:
-                    values["dirty"] = False
-                s.execute(update(model).where(model.id == entry.entity_id).values(**values))
-                # Later edits of this record were made on top of this one: they now base on it.
-                s.execute(
-                    update(OutboxEntry)
-                    .where(OutboxEntry.entity == entry.entity, OutboxEntry.entity_id == entry.entity_id,
-                           OutboxEntry.status == "pending")
-                    .values(base_version=version)
-                )  # fmt: skip
-            report.pushed += 1
-        elif status == "conflict":
-            self._keep_conflict(s, entry, result)
-            report.conflicts += 1
-        else:
-            row.status = "failed"
-            row.attempts += 1
-            row.last_error = str(result.get("reason") or status or "refused")[:400]
-            report.rejected += 1
-            logger.info("push of a %s change refused", Safe(entry.entity))
+            )
+        }
+        by_entity: dict[str, list[dict[str, Any]]] = {}
+        rebase: list[dict[str, Any]] = []
+        for entry, version in done:
+            if version is None or entry.entity not in RECORD_TYPES:
+                continue
+            key = (entry.entity, entry.entity_id)
+            # dirty stays set while later local edits of the record are still unsent.
+            by_entity.setdefault(entry.entity, []).append(
+                {"b_id": entry.entity_id, "b_version": version, "b_dirty": key in open_after}
+            )
+            if key in open_after:
+                rebase.append({"b_entity": entry.entity, "b_id": entry.entity_id, "b_version": version})
+        for entity, rows in by_entity.items():
+            table = RECORD_TYPES[entity].__table__
+            s.execute(
+                update(table)
+                .where(table.c.id == bindparam("b_id"))
+                .values(remote_version=bindparam("b_version"), dirty=bindparam("b_dirty")),
+                rows,
+            )
+        if rebase:
+            # Later edits of these records were made on top of the pushed one: they now base on it.
+            t = OutboxEntry.__table__
+            s.execute(
+                update(t)
+                .where(t.c.entity == bindparam("b_entity"), t.c.entity_id == bindparam("b_id"), t.c.status == "pending")
+                .values(base_version=bindparam("b_version")),
+                rebase,
+            )
+        report.pushed += len(done)
 
     def _keep_conflict(self, s: Session, entry: OutboxEntry, result: dict[str, Any]) -> None:
         open_rows = list(
@@ -255,36 +285,64 @@ class SyncEngine:
             changes = page.get("changes") or []
             last = int(page.get("last_seq", cursor))
             with self.cache.unit_of_work(user="sync", origin="sync", foreign_keys=False) as s:
-                for change in changes:
-                    self._apply(s, change, report)
+                self._apply_page(s, changes, report)
                 s.merge(Meta(key=CURSOR_KEY, value=str(last)))  # same transaction as the data
             report.pulled += len(changes)
             if last <= cursor or not page.get("more"):
                 return report.pulled
             cursor = last
 
-    def _apply(self, s: Session, change: dict[str, Any], report: SyncReport) -> None:
-        entity, rid = change.get("entity"), change.get("entity_id")
-        model = RECORD_TYPES.get(entity or "")
-        if model is None or not rid:
-            logger.info("feed change for an unknown entity skipped")
+    def _apply_page(self, s: Session, changes: list[dict[str, Any]], report: SyncReport) -> None:
+        """Apply one feed page: the latest change per record, set-based per table.
+
+        A record with unsent local changes is left alone: the local change goes up with its base
+        version and the service merges disjoint fields or answers "conflict".
+        """
+        latest: dict[tuple[str, str], dict[str, Any]] = {}
+        for change in changes:
+            entity, rid = change.get("entity") or "", change.get("entity_id")
+            if not rid or entity not in RECORD_TYPES:
+                logger.info("feed change for an unknown entity skipped")
+                continue
+            latest[(entity, rid)] = change  # the feed is in order: the later change wins
+        if not latest:
             return
-        open_local = s.scalar(
-            select(func.count()).select_from(OutboxEntry).where(
-                OutboxEntry.entity == entity, OutboxEntry.entity_id == rid, OutboxEntry.status.in_(OPEN_STATES)
+        held = {
+            tuple(row)
+            for row in s.execute(
+                select(OutboxEntry.entity, OutboxEntry.entity_id).where(
+                    OutboxEntry.entity_id.in_({rid for _, rid in latest}), OutboxEntry.status.in_(OPEN_STATES)
+                )
             )
-        )  # fmt: skip
-        if open_local:
-            return  # our unsent change goes up with its base; the service decides (merge/conflict)
-        if change.get("op") == "delete":
-            s.execute(delete(model).where(model.id == rid))
-        else:
-            values = model.values_from_payload(change.get("data") or {})
-            values.update(id=rid, remote_version=str(change.get("version")), dirty=False, source="hub")
-            stmt = sqlite_insert(model).values(**values)
-            s.execute(stmt.on_conflict_do_update(index_elements=["id"], set_={k: v for k, v in values.items() if k != "id"}))
-        s.info.setdefault("changed", {}).setdefault(model.__tablename__, set()).add(rid)
-        report.changed.setdefault(model.__tablename__, set()).add(rid)
+        }
+        upserts: dict[str, list[dict[str, Any]]] = {}
+        deletes: dict[str, list[str]] = {}
+        for (entity, rid), change in latest.items():
+            if (entity, rid) in held:
+                continue
+            if change.get("op") == "delete":
+                deletes.setdefault(entity, []).append(rid)
+            else:
+                values = RECORD_TYPES[entity].values_from_payload(change.get("data") or {})
+                values.update(id=rid, remote_version=str(change.get("version")), dirty=False, source="hub")
+                upserts.setdefault(entity, []).append(values)
+            s.info.setdefault("changed", {}).setdefault(entity, set()).add(rid)
+            report.changed.setdefault(entity, set()).add(rid)
+        for entity, ids in deletes.items():
+            table = RECORD_TYPES[entity].__table__
+            s.execute(delete(table).where(table.c.id.in_(ids)))
+        for entity, rows in upserts.items():
+            table = RECORD_TYPES[entity].__table__
+            # Rows can carry different column sets (payloads of older versions): one statement each.
+            by_shape: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+            for row in rows:
+                by_shape.setdefault(tuple(sorted(row)), []).append(row)
+            for shape, group in by_shape.items():
+                stmt = sqlite_insert(table)
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=["id"], set_={k: stmt.excluded[k] for k in shape if k != "id"}
+                )
+                s.execute(stmt, group)
 
     # -- audit ----------------------------------------------------------------------------------
 
