@@ -110,6 +110,9 @@ class SyncController(QObject):
     def stop(self, timeout_ms: int = 5000) -> None:
         self._stop.set()
         self._engine.cache.remove_listener(self._on_change)
+        # A long-poll or a request in flight would hold its thread for its whole timeout: closing
+        # the client ends it now (it surfaces as a transient error, and the loops see the stop flag).
+        self._engine.client.close()
         if self._thread.isRunning():
             QMetaObject.invokeMethod(self._worker, "shutdown", Qt.ConnectionType.BlockingQueuedConnection)
             self._thread.quit()
