@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, QSortFilterProxyModel, Qt, Slot
+from PySide6.QtCore import QModelIndex, QObject, QSortFilterProxyModel, Qt, Slot
 from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 from app.security.audit import AuditEvent, VerifyResult
 from services.audit_review import DEFAULT_LIMIT, AuditReviewService
 from views.pages import Page, PageEnv
+from views.row_table_model import Index, RowTableModel
 from views.widgets import ErrorLabel, plain_label, repolish
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,6 @@ ROW_ROLE = Qt.ItemDataRole.UserRole + 3
 BREAK_GLASS_BACKGROUND = QColor("#fdecea")
 BREAK_GLASS_FOREGROUND = QColor("#a4161a")
 
-Index = QModelIndex | QPersistentModelIndex
 
 
 def local_time(at: str) -> str:
@@ -58,12 +58,13 @@ def local_time(at: str) -> str:
         return at
 
 
-class AuditTableModel(QAbstractTableModel):
+class AuditTableModel(RowTableModel[AuditEvent]):
     """``AuditEvent`` rows, newest first. Emergency-access rows are tinted red."""
+
+    columns = COLUMNS
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._rows: list[AuditEvent] = []
         self._bold = QFont()
         self._bold.setBold(True)
 
@@ -82,30 +83,8 @@ class AuditTableModel(QAbstractTableModel):
         self._rows = new
         self.endResetModel()
 
-    def clear(self) -> None:
-        if self._rows:
-            self.beginResetModel()
-            self._rows = []
-            self.endResetModel()
-
     def event_at(self, row: int) -> AuditEvent | None:
-        return self._rows[row] if 0 <= row < len(self._rows) else None
-
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008 - Qt's signature
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(COLUMNS)
-
-    def flags(self, index: Index) -> Qt.ItemFlag:
-        if not index.isValid():
-            return Qt.ItemFlag.NoItemFlags
-        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemNeverHasChildren
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole and 0 <= section < len(COLUMNS):
-            return COLUMNS[section]
-        return None
+        return self.row_at(row)
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or index.parent().isValid():

@@ -12,9 +12,10 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt
+from PySide6.QtCore import QObject, Qt
 
 from services.patients import PatientSummary
+from views.row_table_model import Index, RowTableModel
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +27,6 @@ ROW_ROLE = Qt.ItemDataRole.UserRole + 3
 
 _SEX = {"female": "Female", "male": "Male", "other": "Other", "unknown": "Unknown"}
 
-Index = QModelIndex | QPersistentModelIndex
 
 
 def sex_text(sex: str | None) -> str:
@@ -35,16 +35,18 @@ def sex_text(sex: str | None) -> str:
     return _SEX.get(sex.lower(), sex)
 
 
-class PatientTableModel(QAbstractTableModel):
+class PatientTableModel(RowTableModel[PatientSummary]):
     """Rows of ``PatientSummary``; columns name, MRN, birth date, age, sex.
 
     Roles: DisplayRole (plain text), SORT_ROLE (a value that sorts right: dates as dates, ages as
     numbers), ID_ROLE (the patient id), ROW_ROLE (the whole ``PatientSummary``).
     """
 
+    columns = COLUMNS
+    header_alignment = {COL_AGE: Qt.AlignmentFlag.AlignRight}
+
     def __init__(self, parent: QObject | None = None, today: Callable[[], dt.date] = dt.date.today) -> None:
         super().__init__(parent)
-        self._rows: list[PatientSummary] = []
         self._today = today
 
     # -- content --------------------------------------------------------------------------------
@@ -60,40 +62,13 @@ class PatientTableModel(QAbstractTableModel):
         self._rows = new
         self.endResetModel()
 
-    def clear(self) -> None:
-        """Forget every row (on lock and when a search fails): nothing of it stays in memory here."""
-        if not self._rows:
-            return
-        self.beginResetModel()
-        self._rows = []
-        self.endResetModel()
-
     def patient_at(self, row: int) -> PatientSummary | None:
-        return self._rows[row] if 0 <= row < len(self._rows) else None
+        return self.row_at(row)
 
     def patient_ids(self) -> list[str]:
         return [p.id for p in self._rows]
 
     # -- Qt model interface --------------------------------------------------------------------
-
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008 - Qt's signature
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(COLUMNS)
-
-    def flags(self, index: Index) -> Qt.ItemFlag:
-        if not index.isValid():
-            return Qt.ItemFlag.NoItemFlags
-        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemNeverHasChildren
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if orientation == Qt.Orientation.Horizontal and 0 <= section < len(COLUMNS):
-            if role == Qt.ItemDataRole.DisplayRole:
-                return COLUMNS[section]
-            if role == Qt.ItemDataRole.TextAlignmentRole and section == COL_AGE:
-                return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        return None
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or index.parent().isValid():
