@@ -74,6 +74,13 @@ class SyncReport:
     changed: dict[str, set[str]] = field(default_factory=dict)
 
 
+def _as_int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
 class SyncEngine:
     """Push, pull and audit sync against one central service. Thread-confined: one thread runs it."""
 
@@ -126,12 +133,12 @@ class SyncEngine:
 
     # -- push ---------------------------------------------------------------------------------
 
-    def _next_batch(self) -> list[OutboxEntry]:
+    def _next_batch(self, ceiling: int) -> list[OutboxEntry]:
         with self.cache.reader() as s:
             rows = list(
                 s.scalars(
                     select(OutboxEntry)
-                    .where(OutboxEntry.status == "pending")
+                    .where(OutboxEntry.status == "pending", OutboxEntry.seq <= ceiling)
                     .order_by(OutboxEntry.seq)
                     .limit(self.push_batch)
                 )
@@ -147,7 +154,11 @@ class SyncEngine:
 
     def push_outbox(self, report: SyncReport | None = None) -> int:
         report = report or SyncReport()
-        while batch := self._next_batch():
+        # Push what was queued when the cycle began; later edits wait for the next cycle, so a
+        # steady stream of local writes cannot starve the pull.
+        with self.cache.reader() as s:
+            ceiling = s.scalar(select(func.max(OutboxEntry.seq))) or 0
+        while batch := self._next_batch(ceiling):
             changes = [
                 {
                     "idempotency_key": e.idempotency_key,
@@ -181,6 +192,7 @@ class SyncEngine:
         """
         still_there = set(s.scalars(select(OutboxEntry.seq).where(OutboxEntry.seq.in_([e.seq for e in batch]))))
         done: list[tuple[OutboxEntry, str | None]] = []
+        merged: dict[tuple[str, str], dict[str, Any]] = {}
         for entry, result in zip(batch, results, strict=True):
             if entry.seq not in still_there:  # a previous run already committed this answer
                 continue
@@ -188,6 +200,9 @@ class SyncEngine:
             if status in ("applied", "duplicate"):
                 version = result.get("version")
                 done.append((entry, str(version) if version is not None else None))
+                server = result.get("server") or {}
+                if result.get("merged") and isinstance(server.get("data"), dict):
+                    merged[(entry.entity, entry.entity_id)] = server["data"]
             elif status == "conflict":
                 self._keep_conflict(s, entry, result)
                 report.conflicts += 1
@@ -222,6 +237,15 @@ class SyncEngine:
             )
             if key in open_after:
                 rebase.append({"b_entity": entry.entity, "b_id": entry.entity_id, "b_version": version})
+            elif key in merged:
+                # The service laid our fields over newer ones: take the merged record, or the
+                # other side's fields would be skipped later as "already at this version".
+                table = RECORD_TYPES[entry.entity].__table__
+                values = RECORD_TYPES[entry.entity].values_from_payload(merged[key])
+                values.pop("id", None)
+                if values:
+                    s.execute(update(table).where(table.c.id == entry.entity_id).values(**values))
+                s.info.setdefault("changed", {}).setdefault(entry.entity, set()).add(entry.entity_id)
         for entity, rows in by_entity.items():
             table = RECORD_TYPES[entity].__table__
             s.execute(
@@ -315,11 +339,15 @@ class SyncEngine:
                 )
             )
         }
+        local_versions = self._local_versions(s, latest)
         upserts: dict[str, list[dict[str, Any]]] = {}
         deletes: dict[str, list[str]] = {}
         for (entity, rid), change in latest.items():
             if (entity, rid) in held:
                 continue
+            mine = local_versions.get((entity, rid))
+            if mine is not None and _as_int(change.get("version")) is not None and mine >= _as_int(change.get("version")):
+                continue  # our copy is already newer (our own push answered it before this page)
             if change.get("op") == "delete":
                 deletes.setdefault(entity, []).append(rid)
             else:
@@ -343,6 +371,21 @@ class SyncEngine:
                     index_elements=["id"], set_={k: stmt.excluded[k] for k in shape if k != "id"}
                 )
                 s.execute(stmt, group)
+
+    @staticmethod
+    def _local_versions(s: Session, latest: dict[tuple[str, str], dict[str, Any]]) -> dict[tuple[str, str], int]:
+        """The service version each local copy already has (records not from the EHR)."""
+        by_entity: dict[str, list[str]] = {}
+        for entity, rid in latest:
+            by_entity.setdefault(entity, []).append(rid)
+        out: dict[tuple[str, str], int] = {}
+        for entity, ids in by_entity.items():
+            table = RECORD_TYPES[entity].__table__
+            q = select(table.c.id, table.c.remote_version).where(table.c.id.in_(ids), table.c.source != "ehr")
+            for rid, version in s.execute(q):
+                if (n := _as_int(version)) is not None:
+                    out[(entity, rid)] = n
+        return out
 
     # -- audit ----------------------------------------------------------------------------------
 

@@ -17,10 +17,12 @@ import sqlcipher3
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import QueuePool
 
 from app.errors import CacheDamaged, DataFolderUnwritable, DiskFull, KnownError, WrongKey
 
 KEY_BYTES = 32
+WRITE_OPTION = "careops_write"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -64,18 +66,25 @@ def connect_raw(path: Path, key: bytes | None) -> Any:
 def make_engine(path: Path, key: bytes | None) -> Engine:
     """An engine whose every pooled connection is keyed. ``key=None`` only for benchmarks."""
     module = sqlcipher3.dbapi2 if key is not None else sqlite3
+    # An explicit QueuePool: with a creator and no file name SQLAlchemy would assume an in-memory
+    # database and share one connection per thread, so a read opened inside a unit of work would
+    # join (and on close roll back) that unit's transaction.
     engine = create_engine(
         "sqlite+pysqlite://",
         module=module,
         creator=lambda: connect_raw(path, key),
-        pool_pre_ping=False,
+        poolclass=QueuePool,
+        pool_size=5,
+        max_overflow=10,
     )
 
     # pysqlite's own transaction handling is broken for SAVEPOINT; take it over (SQLAlchemy docs,
-    # "Serializable isolation / Savepoints / Transactional DDL").
+    # "Serializable isolation / Savepoints / Transactional DDL"). A unit of work that will write
+    # takes the write lock at BEGIN (and waits busy_timeout for it): a deferred transaction that
+    # read first would fail at once with "database is locked" if another thread wrote meanwhile.
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE_OPTION) else "BEGIN")
 
     return engine
 

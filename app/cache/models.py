@@ -381,6 +381,7 @@ class OutboxEntry(Base):
     """A local change waiting to be pushed; written in the same transaction as the change."""
 
     __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_record", "entity", "entity_id"),)
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     idempotency_key: Mapped[str] = mapped_column(String(64), unique=True, default=new_id)

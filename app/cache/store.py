@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.cache.engine import connect_raw, make_engine, translate
+from app.cache.engine import WRITE_OPTION, connect_raw, make_engine, translate
 from app.cache.models import Meta, OutboxEntry, Record, new_id
 from app.errors import DataFolderUnwritable, KnownError
 from app.logs import phi_registry
@@ -134,11 +134,13 @@ class Cache:
         """
         conn = None
         if not foreign_keys:
-            conn = self.engine.connect()
+            conn = self.engine.connect().execution_options(**{WRITE_OPTION: True})
             # Must run outside a transaction to take effect, so on the raw connection.
             conn.connection.driver_connection.execute("PRAGMA foreign_keys = OFF")
         session = self._sessions(bind=conn) if conn is not None else self._sessions()
         session.info.update(origin=origin, user=user, changed={})
+        if conn is None:
+            session.connection(execution_options={WRITE_OPTION: True})  # BEGIN IMMEDIATE
         try:
             yield session
             session.commit()

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
+from sqlalchemy.pool import QueuePool
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -189,7 +190,8 @@ def create_engine(url: str, key: bytes | None = None) -> Engine:
             from app.cache.engine import connect_raw
 
             engine = sa.create_engine(
-                "sqlite+pysqlite://", module=sqlcipher3.dbapi2, creator=lambda: connect_raw(path, key)
+                "sqlite+pysqlite://", module=sqlcipher3.dbapi2, creator=lambda: connect_raw(path, key),
+                poolclass=QueuePool,  # not the one-connection-per-thread pool of an in-memory URL
             )
         else:
             engine = sa.create_engine(parsed, connect_args={"check_same_thread": False, "timeout": 30})
