@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import getpass
-import json
 import logging
 import os
 import sys
