@@ -64,3 +64,12 @@ def tmpfs(tmp_path: Path):
     yield make
     for mnt in mounted:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_phi_registry():
+    """Each test starts with no PHI tokens registered by earlier tests' data."""
+    from app.logs import phi_registry
+
+    phi_registry.clear()
+    yield
