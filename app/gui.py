@@ -219,8 +219,12 @@ class Shell(QObject):
         if not url:
             from app.embedded_hub import EmbeddedHub
 
-            self._hub = EmbeddedHub(self._ws.paths.embedded_hub_db, self._ws.embedded_hub_key())
-            url = run_and_wait(self._runner, self._hub.start, name="hub.start")
+            def start_hub() -> tuple[EmbeddedHub, str]:
+                # Unwrapping the hub key is scrypt where there is no keychain: not on the GUI thread.
+                hub = EmbeddedHub(self._ws.paths.embedded_hub_db, self._ws.embedded_hub_key())
+                return hub, hub.start()
+
+            self._hub, url = run_and_wait(self._runner, start_hub, name="hub.start")
         client = HubClient(url, self._credentials, self._ws.workstation_id)
         self.sync = SyncController(SyncEngine(self._ws.cache, client))
         self.sync.start()
