@@ -209,8 +209,9 @@ class Shell(QObject):
         self.sync: Any = None
         self._hub: Any = None
 
-    def start_sync(self) -> None:
-        """Sync with the configured central service, or demo mode's embedded one."""
+    def start_sync(self, session: UserSession) -> None:
+        """Sync with the configured central service, or demo mode's embedded one, as ``session``."""
+        self.session = session
         from sync.engine import SyncEngine
         from sync.hub_client import HubClient
         from sync.sync_thread import SyncController
@@ -230,9 +231,11 @@ class Shell(QObject):
         self.sync.start()
 
     def _credentials(self) -> tuple[str, str]:
+        from sync.hub_client import AuthFailed
+
         session = self.session
         if session is None:
-            raise RuntimeError("nobody is signed in")
+            raise AuthFailed("Nobody is signed in.")
         return session.username, session.credential
 
     def login(self, parent: Any = None) -> UserSession | None:
@@ -309,7 +312,7 @@ def run(argv: Sequence[str]) -> int:
             return 0
         seed_demo_data(ws, runner)
         try:
-            shell.start_sync()
+            shell.start_sync(session)
         except Exception:  # the workstation works offline; the status bar says so
             logger.exception("sync could not start")
         window = shell.show(session)

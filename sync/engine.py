@@ -473,6 +473,8 @@ class SyncEngine:
                 if last > seen:
                     seen = last
                     on_hint()
-            except (Transient, Permanent):
+            except Exception as exc:  # the hint is an optimisation: it must never die or crash the app
+                if not isinstance(exc, Transient | Permanent):
+                    logger.info("live hint failed (%s); retrying", Safe(type(exc).__name__))
                 failures += 1
                 stop.wait(min(self.backoff_cap, 2 ** min(failures, 6)) * random.uniform(0.5, 1.0))
