@@ -85,6 +85,10 @@ class HubClient:
                 r = self._http.request(method, self.base_url + path, headers=headers, **kw, **extra)
             except httpx.TransportError as exc:  # refused, reset, timed out, TLS failure
                 raise Transient(type(exc).__name__) from None
+            except RuntimeError:
+                if self._http.is_closed:  # closed by stop() while this thread was about to send
+                    raise Transient("client closed") from None
+                raise
             if r.status_code == 401 and auth and attempt == 1:
                 self._token = None  # expired or the service restarted with another key: log in again
                 continue

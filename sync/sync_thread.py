@@ -53,6 +53,8 @@ class _SyncWorker(QObject):
             self._failures += 1
             delay = min(self._engine.backoff_cap, 2 ** min(self._failures, 10)) * random.uniform(0.5, 1.0)
         except Exception:
+            if self._stop.is_set():
+                return  # shutting down: the client was closed under this cycle
             logger.exception("sync cycle failed")
             self._failures += 1
             delay = self._engine.backoff_cap
