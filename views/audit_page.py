@@ -87,12 +87,10 @@ class AuditTableModel(RowTableModel[AuditEvent]):
         return self.row_at(row)
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or index.parent().isValid():
+        e = self.row_for(index)
+        if e is None:
             return None
-        row, col = index.row(), index.column()
-        if not (0 <= row < len(self._rows) and 0 <= col < len(COLUMNS)):
-            return None
-        e = self._rows[row]
+        col = index.column()
         if role == Qt.ItemDataRole.DisplayRole:
             return self._display(e, col)
         if role == SORT_ROLE:

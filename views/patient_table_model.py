@@ -71,12 +71,10 @@ class PatientTableModel(RowTableModel[PatientSummary]):
     # -- Qt model interface --------------------------------------------------------------------
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or index.parent().isValid():
+        p = self.row_for(index)
+        if p is None:
             return None
-        row, col = index.row(), index.column()
-        if not (0 <= row < len(self._rows) and 0 <= col < len(COLUMNS)):
-            return None
-        p = self._rows[row]
+        col = index.column()
         if role == Qt.ItemDataRole.DisplayRole:
             return self._display(p, col)
         if role == SORT_ROLE:

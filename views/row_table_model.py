@@ -27,6 +27,12 @@ class RowTableModel(QAbstractTableModel, Generic[T]):
     def row_at(self, row: int) -> T | None:
         return self._rows[row] if 0 <= row < len(self._rows) else None
 
+    def row_for(self, index: Index) -> T | None:
+        """The row value behind a valid cell index of this model, else None."""
+        if not index.isValid() or index.parent().isValid() or not 0 <= index.column() < len(self.columns):
+            return None
+        return self.row_at(index.row())
+
     def clear(self) -> None:
         """Forget every row (on lock, on a failed load): nothing of it stays in memory here."""
         if self._rows:
