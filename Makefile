@@ -37,7 +37,7 @@ run: $(STAMP) $(DEMO)
 		$(MAKE) --no-print-directory system-deps && $(XVFB_RUN) $(PY) -m app $(ARGS); \
 	else $(PY) -m app $(ARGS); fi
 
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps fhir-server
 	$(XVFB_RUN) $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 	$(VENV)/bin/lint-imports
 
@@ -48,4 +48,22 @@ package: $(STAMP) $(DEMO)
 	$(VENV)/bin/pyinstaller --noconfirm --clean build.spec
 
 clean:
-	rm -rf $(VENV) build dist
+	rm -rf $(VENV) $(FHIR_SERVER_VENV) build dist
+
+# Real FHIR R4 server for tests/fhir/test_real_server.py: SEKMET (PyPI sekmet-fhir), pinned with hashes,
+# in its own venv so its dependencies never touch the app's.
+FHIR_SERVER_DIR := tools/fhir-server
+FHIR_SERVER_VENV := $(FHIR_SERVER_DIR)/.venv
+FHIR_SERVER_STAMP := $(FHIR_SERVER_VENV)/.installed
+
+.PHONY: fhir-server
+
+$(FHIR_SERVER_STAMP): $(FHIR_SERVER_DIR)/requirements.txt
+	rm -rf $(FHIR_SERVER_VENV)
+	$(PYTHON) -m venv $(FHIR_SERVER_VENV)
+	$(FHIR_SERVER_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		--require-hashes --no-deps --only-binary=:all: -r $(FHIR_SERVER_DIR)/requirements.txt
+	$(FHIR_SERVER_VENV)/bin/python -m pip check --disable-pip-version-check
+	touch $(FHIR_SERVER_STAMP)
+
+fhir-server: $(FHIR_SERVER_STAMP)

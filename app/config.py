@@ -66,6 +66,42 @@ class Paths:
 
 
 @dataclass(frozen=True)
+class EhrSettings:
+    """The ``[ehr]`` table: which EHR this workstation reads and writes, and how it signs in."""
+
+    base_url: str = ""  # empty: no EHR connection (demo data comes from resources/demo)
+    vendor: str = "generic"  # generic, epic, oracle, athena (sync/fhir/profiles.py)
+    auth: str = "none"  # none, backend (SMART Backend Services), launch (SMART App Launch)
+    client_id: str = ""
+    scope: str = "system/*.read"
+    key_alg: str = "RS384"  # RS384 or ES384, for Backend Services
+    practice: str = ""  # athenahealth practice id; searches are scoped by it
+    pull_minutes: float = 15.0
+    ca_file: str = ""  # an extra CA bundle for a hospital's own certificate authority
+
+    def __post_init__(self) -> None:
+        if self.auth not in ("none", "backend", "launch"):
+            raise ConfigError("ehr.auth must be one of none, backend, launch")
+        if self.key_alg not in ("RS384", "ES384"):
+            raise ConfigError("ehr.key_alg must be RS384 or ES384")
+        if self.pull_minutes <= 0:
+            raise ConfigError("ehr.pull_minutes must be more than 0")
+
+
+def _table(cls: type, raw: object, name: str) -> object:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{name} must be a table")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"unknown settings in {name}: {', '.join(unknown)}")
+    try:
+        return cls(**raw)
+    except TypeError as exc:
+        raise ConfigError(f"invalid settings in {name}: {exc}") from None
+
+
+@dataclass(frozen=True)
 class Settings:
     """Preferences. Unknown keys in config.toml are refused so typos do not pass silently."""
 
@@ -78,6 +114,7 @@ class Settings:
     # The central service; empty means demo mode's embedded one (loopback, SQLite in the data folder).
     hub_url: str = ""
     baa_endpoints: tuple[str, ...] = field(default_factory=tuple)
+    ehr: EhrSettings = field(default_factory=EhrSettings)
 
     def __post_init__(self) -> None:
         if not 0 < self.idle_lock_minutes <= MAX_IDLE_LOCK_MINUTES:
@@ -97,16 +134,11 @@ def load_settings(paths: Paths) -> Settings:
         raw = tomllib.loads(paths.config.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read {paths.config.name}: {exc}") from None
-    known = {f.name for f in dataclasses.fields(Settings)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(f"unknown settings in {paths.config.name}: {', '.join(unknown)}")
     if "baa_endpoints" in raw:
         raw["baa_endpoints"] = tuple(raw["baa_endpoints"])
-    try:
-        return Settings(**raw)
-    except TypeError as exc:
-        raise ConfigError(f"invalid settings in {paths.config.name}: {exc}") from None
+    if "ehr" in raw:
+        raw["ehr"] = _table(EhrSettings, raw["ehr"], f"{paths.config.name} [ehr]")
+    return _table(Settings, raw, paths.config.name)  # type: ignore[return-value]
 
 
 def workstation_id(paths: Paths) -> str:

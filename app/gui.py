@@ -75,6 +75,13 @@ def make_application(argv: Sequence[str] = ()) -> QApplication:
     return app
 
 
+def inbound_importer(cache: Any, source: str) -> Any:
+    """The inbound pipeline quarantine review retries records through."""
+    from sync.fhir.bulk_import import BulkImporter
+
+    return BulkImporter(cache, source=source)
+
+
 def build_main_window(
     ws: Workstation,
     session: UserSession,
@@ -100,7 +107,7 @@ def build_main_window(
     window = MainWindow(
         ctx, ws.users, available_pages(), idle, cache_events, ws.cache.pending_outbox,
         runner=runner, break_glass_minutes=ws.settings.break_glass_minutes, idle_check_ms=idle_check_ms,
-        sync=sync,
+        sync=sync, reimport=inbound_importer,
     )  # fmt: skip
     window.resize(*WINDOW_SIZE)
     if own_events:

@@ -89,6 +89,8 @@ def _show_page(window: MainWindow, name: str) -> None:
         verify = getattr(page, "verify", None)
         if callable(verify):
             verify()
+    elif page is not None and name == "quarantine" and page.model.rowCount():
+        page.table.selectRow(0)  # shows Retry / Discard as an administrator sees them in use
 
 
 def render_all(ws: Workstation, out_dir: Path) -> list[Path]:

@@ -17,8 +17,8 @@ from sync.fhir import systems
 
 SMALL = 0.05
 TYPES = {
-    "Appointment", "Coverage", "Encounter", "Location", "Organization", "Patient", "Practitioner",
-    "PractitionerRole", "Schedule", "ServiceRequest", "Slot", "Task",
+    "Appointment", "CarePlan", "Communication", "CommunicationRequest", "Coverage", "Encounter", "Location",
+    "Organization", "Patient", "Practitioner", "PractitionerRole", "Schedule", "ServiceRequest", "Slot", "Task",
 }
 ANCHOR = datetime.fromisoformat("2026-11-01T00:00:00-05:00")
 DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(.*)$")
@@ -210,6 +210,9 @@ def test_full_scale_counts(full):
     assert physical == {"wa": 3, "bd": 32 + 16 + 24, "ro": 6 + 3}
     assert counts["Practitioner"] == counts["PractitionerRole"] == 160
     assert counts["Schedule"] == 24 and counts["Slot"] > 4_000
+    assert 150 <= counts["CarePlan"] <= 280
+    assert 2.5 * counts["CarePlan"] <= counts["CommunicationRequest"] <= 3.5 * counts["CarePlan"]
+    assert 0.6 * counts["CommunicationRequest"] <= counts["Communication"] < counts["CommunicationRequest"]
 
 
 def test_encounter_mix_and_timing(full):
@@ -357,3 +360,56 @@ def test_staff_roles_and_credentials(full):
     flagged = [c for c in creds if c["end"] <= soon]
     assert any(c["end"] < "2026-11-01" for c in flagged) and any(c["end"] >= "2026-11-01" for c in flagged)
     assert 0.015 <= len(flagged) / len(creds) <= 0.04
+
+
+def test_followup_plans_check_ins_and_contacts(full):
+    _, data, _ = full
+    encounters = {e["id"]: e for e in data["Encounter"]}
+    plans = {p["id"]: p for p in data["CarePlan"]}
+    conditions = collections.Counter()
+    for p in plans.values():
+        enc = encounters[p["encounter"]["reference"].removeprefix("Encounter/")]
+        assert enc["class"]["code"] == "IMP" and enc["status"] == "finished" and p["subject"] == enc["subject"]
+        assert enc["hospitalization"]["dischargeDisposition"]["text"] in demo.FOLLOWUP_DISPOSITIONS
+        discharged = dt(enc["period"]["end"])
+        assert ANCHOR - timedelta(days=demo.FOLLOWUP_WINDOW_DAYS + 1) <= discharged < ANCHOR
+        assert p["period"]["start"] == discharged.date().isoformat()
+        assert codes(p, "category", systems.SNOMED) == [systems.DISCHARGE_CARE_PLAN_CODE]
+        condition = codes(p, "category", systems.FOLLOWUP_CONDITION)[0]
+        assert p["title"] == demo.FOLLOWUP_TITLES[condition]
+        conditions[condition] += 1
+    assert {"heart-failure", "copd", "pneumonia", "post-surgical"} <= set(conditions)
+    assert {p["status"] for p in plans.values()} == {"active", "completed", "revoked"}
+    requests = {r["id"]: r for r in data["CommunicationRequest"]}
+    by_plan = collections.defaultdict(list)
+    for r in requests.values():
+        p = plans[r["basedOn"][0]["reference"].removeprefix("CarePlan/")]
+        by_plan[p["id"]].append(r)
+        assert r["subject"] == p["subject"]
+        days = (dt(r["occurrenceDateTime"]).date() - date.fromisoformat(p["period"]["start"])).days
+        assert days in demo.CHECKIN_DAYS[codes(p, "category", systems.FOLLOWUP_CONDITION)[0]]
+    for p_id, rs in by_plan.items():  # once called off, the rest is off too, and so is the plan
+        revoked = [r["status"] == "revoked" for r in rs]
+        assert revoked == sorted(revoked) and (plans[p_id]["status"] == "revoked") == any(revoked)
+    contacts = collections.Counter()
+    channels = collections.Counter()
+    for c in data["Communication"]:
+        assert "payload" not in c and "note" not in c
+        target = c["basedOn"][0]["reference"]
+        if target.startswith("CarePlan/"):  # a patient calling in
+            assert c["status"] == "completed" and dt(c["sent"]) < ANCHOR
+            continue
+        r = requests[target.removeprefix("CommunicationRequest/")]
+        assert c["subject"] == r["subject"] and c["medium"] == r["medium"]
+        assert dt(r["occurrenceDateTime"]) < ANCHOR
+        if c["status"] == "completed":
+            assert r["status"] == "completed" and dt(r["occurrenceDateTime"]) <= dt(c["sent"]) < ANCHOR
+            contacts[code(c["topic"], systems.CHECKIN_OUTCOME)] += 1
+        else:
+            assert c["status"] == "not-done" and r["status"] == "active" and "sent" not in c
+            contacts[code(c["statusReason"], systems.CHECKIN_OUTCOME)] += 1
+        channels[code(r["medium"][0], systems.PARTICIPATION_MODE)] += 1
+    assert contacts["stable"] > contacts["concern"] > contacts["escalated"] > 0 and contacts["unreachable"] > 0
+    assert set(channels) == {"PHONE", "SMSWRIT", "ONLINEWRIT"}
+    answered = {c["basedOn"][0]["reference"] for c in data["Communication"]}
+    assert all(f"CommunicationRequest/{r['id']}" in answered for r in requests.values() if r["status"] == "completed")

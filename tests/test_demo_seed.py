@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from app.cache.models import Encounter, OutboxEntry, Patient, Referral
+from app.cache.models import CheckIn, Encounter, FollowUpPlan, OutboxEntry, Patient, Referral
 from app.cli import main
 from app.demo.generate import generate
 from app.workstation import open_workstation
@@ -44,6 +44,11 @@ def test_seed_then_no_phi_is_greppable(home, demo_dir, capsys):
         assert s.scalar(select(func.count()).select_from(Patient)) == 30
         assert s.scalar(select(func.count()).select_from(Referral)) == 50
         assert s.scalar(select(func.count()).select_from(Encounter)) == 1000
+        assert s.scalar(select(func.count()).select_from(FollowUpPlan)) == 11
+        # one per CommunicationRequest, plus a patient's call in between
+        assert s.scalar(select(func.count()).select_from(CheckIn)) == 32 + 1
+        statuses = set(s.scalars(select(CheckIn.status)))
+        assert {"due", "done", "missed", "cancelled"} <= statuses
         assert s.scalar(select(func.count()).select_from(OutboxEntry)) == 0  # inbound is not a local change
     assert {u for u, _, _ in ws.users.list()} >= {"demo-coordinator", "demo-admin"}
     ws.close()

@@ -178,3 +178,22 @@ def test_settings_refuse_idle_lock_over_fifteen_minutes(tmp_path):
         load_settings(p)
     p.config.write_text("idle_lock_minutes = 5\n")
     assert load_settings(p).idle_lock_minutes == 5
+
+
+def test_ehr_settings_are_a_checked_table(tmp_path):
+    from app.config import load_settings
+    from app.errors import ConfigError
+
+    p = Paths(tmp_path)
+    p.config.write_text('[ehr]\nbase_url = "https://ehr.example.org/fhir/r4"\nvendor = "epic"\nauth = "backend"\n')
+    ehr = load_settings(p).ehr
+    assert (ehr.base_url, ehr.vendor, ehr.auth, ehr.key_alg) == ("https://ehr.example.org/fhir/r4", "epic", "backend", "RS384")
+    p.config.write_text('[ehr]\nbase = "https://ehr.example.org"\n')
+    with pytest.raises(ConfigError, match=r"unknown settings in config.toml \[ehr\]: base"):
+        load_settings(p)
+    p.config.write_text('[ehr]\nauth = "password"\n')
+    with pytest.raises(ConfigError, match="ehr.auth"):
+        load_settings(p)
+    p.config.write_text('ehr = "epic"\n')
+    with pytest.raises(ConfigError, match="must be a table"):
+        load_settings(p)

@@ -32,3 +32,17 @@ def test_upgrade_from_first_revision_keeps_data(tmp_path):
 def test_head_is_the_newest_revision_file():
     newest = max(p.name.split("_")[0] for p in (MIGRATIONS / "versions").glob("0*.py"))
     assert head_revision() == newest
+
+
+def test_migrations_build_the_schema_the_models_declare(tmp_path):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from app.cache.models import Base
+
+    engine = make_engine(tmp_path / "cache.db", os.urandom(32))
+    with engine.begin() as conn:
+        upgrade(conn)
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    engine.dispose()
+    assert diff == []

@@ -15,11 +15,9 @@ from typing import Any
 from PySide6.QtCore import QModelIndex, QObject, QSortFilterProxyModel, Qt, Slot
 from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics, QKeySequence
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QHBoxLayout,
     QHeaderView,
     QPushButton,
-    QTableView,
     QVBoxLayout,
     QWidget,
 )
@@ -28,7 +26,7 @@ from app.security.audit import AuditEvent, VerifyResult
 from services.audit_review import DEFAULT_LIMIT, AuditReviewService
 from views.pages import Page, PageEnv
 from views.row_table_model import Index, RowTableModel
-from views.widgets import ErrorLabel, plain_label, repolish
+from views.widgets import ErrorLabel, plain_label, record_table, repolish
 
 logger = logging.getLogger(__name__)
 
@@ -193,24 +191,10 @@ class AuditPage(Page):
         self.proxy = QSortFilterProxyModel(self)
         self.proxy.setSourceModel(self.model)
         self.proxy.setSortRole(SORT_ROLE)
-        self.table = QTableView(self)
-        self.table.setObjectName("auditTable")
-        self.table.setModel(self.proxy)
+        self.table = record_table(self, self.proxy, object_name="auditTable", accessible_name="Audit entries")
         self.table.setSortingEnabled(True)
         self.table.sortByColumn(COL_SEQ, Qt.SortOrder.DescendingOrder)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setWordWrap(False)
-        self.table.setTabKeyNavigation(False)
-        self.table.setAccessibleName("Audit entries")
-        vheader = self.table.verticalHeader()
-        vheader.setVisible(False)
-        vheader.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
-        vheader.setDefaultSectionSize(26)
         header = self.table.horizontalHeader()
-        header.setHighlightSections(False)
-        header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
         header.setStretchLastSection(True)
         self._fit_columns()
         self.table.selectionModel().currentRowChanged.connect(self._show_detail)

@@ -12,7 +12,7 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QCoreApplication, QEvent, QObject, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
@@ -106,6 +106,7 @@ class MainWindow(QMainWindow):
         break_glass_minutes: float = 30.0,
         sync_state: str = OFFLINE_TEXT,
         sync: QObject | None = None,
+        reimport: Callable[..., Any] | None = None,
         idle_check_ms: int = IDLE_CHECK_MS,
         activity_source: QObject | None = None,
         parent: QWidget | None = None,
@@ -123,6 +124,8 @@ class MainWindow(QMainWindow):
             break_glass_minutes: default duration offered for emergency access.
             sync_state: the sync text for the status bar until the first sync status arrives.
             sync: the sync controller (``status_changed`` and ``request_sync`` signals), if any.
+            reimport: ``(cache, source) -> importer``, the inbound pipeline that quarantine review
+                retries records through (the views may not import it themselves).
             idle_check_ms: how often the idle policy is asked whether to lock.
             activity_source: where the activity filter is installed; the application by default.
             parent: the parent widget.
@@ -141,7 +144,8 @@ class MainWindow(QMainWindow):
         self._cleanups: list[Callable[[], None]] = []
 
         env = PageEnv(
-            ctx=ctx, runner=runner, cache_events=cache_events, break_glass_minutes=break_glass_minutes, sync=sync
+            ctx=ctx, runner=runner, cache_events=cache_events, break_glass_minutes=break_glass_minutes, sync=sync,
+            reimport=reimport,
         )
         self._specs: list[PageSpec] = []
         self._pages: list[Page] = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from PySide6.QtCore import QObject, Signal, SignalInstance
 from PySide6.QtWidgets import QWidget
@@ -53,6 +53,7 @@ class PageEnv:
     cache_events: QObject
     break_glass_minutes: float = 30.0
     sync: QObject | None = None
+    reimport: Callable[..., Any] | None = None
 
 
 class Page(QWidget):
@@ -123,10 +124,17 @@ def _audit_page(env: PageEnv) -> Page:
     return AuditPage(env)
 
 
+def _quarantine_page(env: PageEnv) -> Page:
+    from views.quarantine_page import QuarantinePage
+
+    return QuarantinePage(env)
+
+
 def available_pages() -> list[PageSpec]:
     """The foundation's pages, in navigation order."""
     return [
         PageSpec("patients", "Patients", Permission.PATIENT_READ, _patients_page, everyone=True),
         PageSpec("sync", "Sync", Permission.SYNC_RESOLVE, _sync_page),
         PageSpec("audit", "Audit log", Permission.AUDIT_READ, _audit_page),
+        PageSpec("quarantine", "Quarantine", Permission.QUARANTINE_READ, _quarantine_page),
     ]

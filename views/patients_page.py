@@ -12,12 +12,10 @@ from functools import partial
 
 from PySide6.QtCore import QSortFilterProxyModel, Qt, QTimer, Slot
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QHBoxLayout,
     QHeaderView,
     QLineEdit,
     QPushButton,
-    QTableView,
     QVBoxLayout,
     QWidget,
 )
@@ -29,7 +27,7 @@ from services.patients import MAX_RESULTS, PatientService, PatientSummary
 from views.break_glass_dialog import BreakGlassDialog
 from views.pages import Page, PageEnv, has_access
 from views.patient_table_model import COL_AGE, COL_BIRTH_DATE, COL_MRN, COL_NAME, COL_SEX, SORT_ROLE, PatientTableModel
-from views.widgets import ErrorLabel, plain_label
+from views.widgets import ErrorLabel, plain_label, record_table
 
 logger = logging.getLogger(__name__)
 
@@ -86,25 +84,12 @@ class PatientsPage(Page):
         self.proxy.setSortRole(SORT_ROLE)
         self.proxy.setSortCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
 
-        self.table = QTableView(self)
-        self.table.setObjectName("patientTable")
-        self.table.setModel(self.proxy)
+        self.table = record_table(self, self.proxy, object_name="patientTable",
+                                  accessible_name="Patient search results", row_height=28)
         self.table.setSortingEnabled(True)
         self.table.sortByColumn(COL_NAME, Qt.SortOrder.AscendingOrder)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setAlternatingRowColors(True)
-        self.table.setWordWrap(False)
-        self.table.setTabKeyNavigation(False)  # Tab leaves the table; arrows move inside it
-        self.table.setAccessibleName("Patient search results")
-        vheader = self.table.verticalHeader()
-        vheader.setVisible(False)
-        vheader.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
-        vheader.setDefaultSectionSize(28)
         header = self.table.horizontalHeader()
-        header.setHighlightSections(False)
-        header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
         header.setSectionResizeMode(COL_NAME, QHeaderView.ResizeMode.Stretch)
         for col, width in ((COL_MRN, 150), (COL_BIRTH_DATE, 130), (COL_AGE, 80), (COL_SEX, 110)):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)

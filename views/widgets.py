@@ -14,7 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QEventLoop, QObject, Qt, Signal, Slot
-from PySide6.QtWidgets import QDialog, QLabel, QMessageBox, QProgressDialog, QWidget
+from PySide6.QtCore import QAbstractItemModel
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QDialog,
+    QHeaderView,
+    QLabel,
+    QMessageBox,
+    QProgressDialog,
+    QTableView,
+    QWidget,
+)
 
 from app.errors import KnownError
 from views.workers import JobRunner, wait_for
@@ -62,6 +72,38 @@ def plain_label(
         label.setObjectName(object_name)
     label.setText(text)
     return label
+
+
+def record_table(
+    parent: QWidget,
+    model: QAbstractItemModel,
+    *,
+    object_name: str,
+    accessible_name: str,
+    multi_select: bool = False,
+    row_height: int = 26,
+) -> QTableView:
+    """A read-only table of records, rows selected whole; Tab leaves it, arrows move inside it."""
+    table = QTableView(parent)
+    table.setObjectName(object_name)
+    table.setModel(model)
+    table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+    table.setSelectionMode(
+        QAbstractItemView.SelectionMode.ExtendedSelection if multi_select
+        else QAbstractItemView.SelectionMode.SingleSelection
+    )
+    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    table.setWordWrap(False)
+    table.setTabKeyNavigation(False)
+    table.setAccessibleName(accessible_name)
+    vheader = table.verticalHeader()
+    vheader.setVisible(False)
+    vheader.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+    vheader.setDefaultSectionSize(row_height)
+    header = table.horizontalHeader()
+    header.setHighlightSections(False)
+    header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+    return table
 
 
 def error_text(error: BaseException | str) -> str:

@@ -464,6 +464,28 @@ class SyncConflict(Base):
     resolved_by: Mapped[str | None] = mapped_column(String(64))
 
 
+class EhrWrite(Base):
+    """A local change the EHR should receive (write-back), queued in the same transaction as the
+    change. One pending row per record and kind: the writer sends the record as it is then."""
+
+    __tablename__ = "ehr_writes"
+    __table_args__ = (Index("ix_ehr_writes_record", "entity", "entity_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(24))  # task-status, communication, appointment
+    entity: Mapped[str] = mapped_column(String(64))  # the cache table of the record
+    entity_id: Mapped[str] = mapped_column(String(64))
+    user: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    # pending, sent, not-accepted (the EHR does not take this change), conflict, failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    detail: Mapped[str | None] = mapped_column(String(400))  # PHI-free reason for the user
+    remote_id: Mapped[str | None] = mapped_column(String(128))
+    remote_version: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
 class Meta(Base):
     __tablename__ = "meta"
 

@@ -28,18 +28,23 @@ import random
 import sys
 import tempfile
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from pathlib import Path
 
 from sync.fhir.systems import (
     ACT_CODE,
+    CHECKIN_OUTCOME,
+    CHANNEL_TO_MEDIUM,
     CREDENTIAL,
+    DISCHARGE_CARE_PLAN_CODE,
     EMPLOYMENT,
+    FOLLOWUP_CONDITION,
     LOCATION_PHYSICAL,
     MRN,
     NPI,
     ORG_TYPE,
+    PARTICIPATION_MODE,
     PROFESSION,
     REFERRAL_CATEGORY_CODE,
     REFERRAL_NUMBER,
@@ -47,6 +52,7 @@ from sync.fhir.systems import (
     SUPPLY_ROOM,
     UNIT_KIND,
     WORKFLOW,
+    WORKFLOW_TO_TASK_STATUS,
 )
 
 __all__ = ["ANCHOR_DATE", "DEFAULT_OUT", "DEFAULT_SEED", "generate", "main"]
@@ -248,12 +254,32 @@ PRIORITIES = (("routine", 65), ("urgent", 25), ("asap", 7), ("stat", 3))
 # How fast a referral moves through the office, relative to routine.
 PRIORITY_SPEED = {"routine": 1.0, "urgent": 0.45, "asap": 0.2, "stat": 0.04}
 APPOINTMENT_LEAD_DAYS = {"routine": (12, 50), "urgent": (4, 14), "asap": (1, 5), "stat": (0, 1)}
-TASK_STATUS = {
-    "new": "requested", "triage": "accepted", "awaiting-preauth": "in-progress",
-    "ready-to-schedule": "in-progress", "scheduled": "in-progress", "completed": "completed",
-    "closed": "cancelled",
-}
 SR_STATUS = {"completed": "completed", "closed": "revoked"}  # everything else: active
+
+# Post-discharge follow-up: who is enrolled (home discharges of these services, by condition) ...
+FOLLOWUP_DISPOSITIONS = ("Home", "Home with home health services")
+FOLLOWUP_WINDOW_DAYS = 75  # discharges this recent have a plan (active, or completed after 30 days)
+FOLLOWUP_SHARE = 0.6
+FOLLOWUP_BY_SERVICE = {
+    "Cardiology": (("heart-failure", 8), ("other", 2)),
+    "Pulmonology": (("copd", 6), ("pneumonia", 4)),
+    "Internal Medicine": (("heart-failure", 3), ("copd", 2), ("pneumonia", 3), ("diabetes", 2)),
+    "General Surgery": (("post-surgical", 1),),
+    "Orthopedics": (("post-surgical", 1),),
+    "Critical Care": (("pneumonia", 2), ("heart-failure", 2), ("copd", 1)),
+}
+# ... and their check-ins, in days after discharge.
+CHECKIN_DAYS = {
+    "heart-failure": (2, 7, 14, 30), "copd": (2, 7, 30), "pneumonia": (2, 10), "post-surgical": (1, 3, 14),
+    "diabetes": (3, 14, 30), "other": (3, 14),
+}
+FOLLOWUP_TITLES = {
+    "heart-failure": "Heart failure transition-of-care follow-up", "copd": "COPD post-discharge follow-up",
+    "pneumonia": "Pneumonia recovery follow-up", "post-surgical": "Post-surgical recovery follow-up",
+    "diabetes": "Diabetes post-discharge follow-up", "other": "Post-discharge follow-up",
+}
+CHANNELS = (("phone", 65), ("sms", 20), ("portal", 15))
+CONTACT_OUTCOMES = (("stable", 75), ("concern", 18), ("escalated", 7))
 
 # Referral reasons: (reason for routine/urgent/asap, red flags for stat/asap).
 REASONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -497,6 +523,8 @@ class _Builder:
 
     def __init__(self, seed: int, scale: float) -> None:
         self.rng = random.Random(seed)
+        # Its own generator, so that the follow-up data leaves the rest of the data set unchanged.
+        self.followup_rng = random.Random(f"{seed}-followup")
         self.scale = scale
         self.out: dict[str, list[dict]] = {}
         self.meta = {"versionId": "1", "lastUpdated": LAST_UPDATED}
@@ -533,6 +561,7 @@ class _Builder:
         self.outpatient_appointments()
         self.ed_and_clinic_encounters()
         self.finish()
+        self.followups()
         return self.out
 
     # -- facility ----------------------------------------------------------------------------
@@ -995,7 +1024,7 @@ class _Builder:
                 sr["insurance"] = [_ref("Coverage", pat.coverage)]
             self.add(sr)
             self.add({
-                "resourceType": "Task", "id": task_id, "status": TASK_STATUS[state], "intent": "order",
+                "resourceType": "Task", "id": task_id, "status": WORKFLOW_TO_TASK_STATUS[state], "intent": "order",
                 "focus": _ref("ServiceRequest", sr_id), "for": _ref("Patient", pat.rid),
                 "businessStatus": _cc(WORKFLOW, state),
                 "authoredOn": _iso(t0), "lastModified": _iso(last),
@@ -1255,6 +1284,80 @@ class _Builder:
                 "resourceType": "Slot", "id": s.rid, "schedule": _ref("Schedule", s.schedule),
                 "status": s.status, "start": _iso(s.start), "end": _iso(s.start + timedelta(minutes=30)),
             })
+
+    # -- post-discharge follow-up --------------------------------------------------------------
+
+    def followups(self) -> None:
+        """CarePlans for recent home discharges, a CommunicationRequest per check-in, and a
+        Communication for each past check-in attempt (plus now and then a patient calling in)."""
+        rng = self.followup_rng
+        channels, channel_cum = [c for c, _ in CHANNELS], _cum(w for _, w in CHANNELS)
+        outcomes, outcome_cum = [o for o, _ in CONTACT_OUTCOMES], _cum(w for _, w in CONTACT_OUTCOMES)
+        since = ANCHOR - timedelta(days=FOLLOWUP_WINDOW_DAYS)
+        n = 0
+        for enc in self.out["Encounter"]:
+            service = enc["serviceType"]["text"]
+            disposition = enc.get("hospitalization", {}).get("dischargeDisposition", {}).get("text")
+            if enc["class"]["code"] != "IMP" or disposition not in FOLLOWUP_DISPOSITIONS:
+                continue
+            discharge = datetime.fromisoformat(enc["period"]["end"]).astimezone(UTC).replace(tzinfo=None)
+            if discharge < since or service not in FOLLOWUP_BY_SERVICE or rng.random() >= FOLLOWUP_SHARE:
+                continue
+            n += 1
+            conditions = FOLLOWUP_BY_SERVICE[service]
+            condition = rng.choices([c for c, _ in conditions], [w for _, w in conditions])[0]
+            first = _to_local(discharge).date()
+            plan_id, patient = f"cp-{n:06d}", enc["subject"]
+            plan = self.add({
+                "resourceType": "CarePlan", "id": plan_id, "intent": "plan",
+                "status": "completed" if first + timedelta(days=30) < ANCHOR_DATE else "active",
+                "category": [_cc(SNOMED, DISCHARGE_CARE_PLAN_CODE, "Discharge care plan"),
+                             _cc(FOLLOWUP_CONDITION, condition)],
+                "title": FOLLOWUP_TITLES[condition], "subject": patient,
+                "encounter": _ref("Encounter", enc["id"]),
+                "period": {"start": first.isoformat(), "end": (first + timedelta(days=30)).isoformat()},
+            })
+            preferred = rng.choices(channels, cum_weights=channel_cum)[0]
+            called_off = False
+            for k, days in enumerate(CHECKIN_DAYS[condition], 1):
+                channel = "phone" if k == 1 else preferred  # the first call after discharge is a call
+                medium = [_cc(PARTICIPATION_MODE, CHANNEL_TO_MEDIUM[channel])]
+                due = _to_utc(datetime.combine(first + timedelta(days=days), time(rng.choice((9, 10, 11, 13, 14, 15)))))
+                sent = due + timedelta(minutes=rng.randint(0, 240))
+                request = {
+                    "resourceType": "CommunicationRequest", "id": f"creq-{n:06d}-{k}", "status": "active",
+                    "basedOn": [_ref("CarePlan", plan_id)], "subject": patient, "medium": medium,
+                    "occurrenceDateTime": _iso(due),
+                }
+                self.add(request)
+                if called_off or (sent < ANCHOR and k > 1 and rng.random() < 0.04):
+                    # Readmitted or withdrew: this check-in and the rest are called off.
+                    called_off = True
+                    request["status"] = plan["status"] = "revoked"
+                    continue
+                if sent >= ANCHOR:
+                    continue  # still to come
+                contact = {
+                    "resourceType": "Communication", "id": f"comm-{n:06d}-{k}",
+                    "basedOn": [_ref("CommunicationRequest", request["id"])], "subject": patient, "medium": medium,
+                }
+                if rng.random() < 0.16:
+                    contact["status"] = "not-done"
+                    contact["statusReason"] = _cc(CHECKIN_OUTCOME, "unreachable" if rng.random() < 0.85 else "declined")
+                else:
+                    request["status"] = "completed"
+                    contact["status"] = "completed"
+                    contact["sent"] = _iso(sent)
+                    contact["topic"] = _cc(CHECKIN_OUTCOME, rng.choices(outcomes, cum_weights=outcome_cum)[0])
+                self.add(contact)
+            call = discharge + timedelta(hours=rng.randint(20, 24 * 20))
+            if rng.random() < 0.1 and call < ANCHOR:  # the patient called in between check-ins
+                self.add({
+                    "resourceType": "Communication", "id": f"comm-{n:06d}-call", "status": "completed",
+                    "basedOn": [_ref("CarePlan", plan_id)], "subject": patient,
+                    "medium": [_cc(PARTICIPATION_MODE, "PHONE")], "sent": _iso(call),
+                    "topic": _cc(CHECKIN_OUTCOME, rng.choice(("concern", "escalated"))),
+                })
 
 
 # --------------------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ class Permission(enum.StrEnum):
     USERS_MANAGE = "users.manage"
     KEYS_ROTATE = "keys.rotate"
     QUARANTINE_READ = "quarantine.read"
+    QUARANTINE_REVIEW = "quarantine.review"
     SYNC_RESOLVE = "sync.resolve"
 
 
@@ -69,6 +70,7 @@ PERMISSIONS: dict[Permission, frozenset[Role]] = {
     Permission.USERS_MANAGE: frozenset({_R.ADMINISTRATOR}),
     Permission.KEYS_ROTATE: frozenset({_R.ADMINISTRATOR}),
     Permission.QUARANTINE_READ: frozenset({_R.ADMINISTRATOR}),
+    Permission.QUARANTINE_REVIEW: frozenset({_R.ADMINISTRATOR}),  # retry or discard quarantined records
     Permission.SYNC_RESOLVE: frozenset({_R.ADMINISTRATOR, _R.COORDINATOR}),
 }
 # Permissions that emergency access ("break-glass") may grant for a limited time.

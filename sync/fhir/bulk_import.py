@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 from app.cache.models import Base, Quarantined, utcnow
 from sync.fhir.mappers import MappedResource, MemoryLookup, Row, map_resource
 from sync.fhir.parsing import MAX_RESOURCE_BYTES, InboundError, parse_resource, peek_identity
+from sync.fhir.validation import ElementMemo, memoized
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ BATCH_SIZE = 2000
 ORDER: tuple[str, ...] = (
     "Organization", "Location", "Practitioner", "PractitionerRole", "Patient", "Coverage",
     "ServiceRequest", "Task", "Schedule", "Slot", "Appointment", "Encounter",
+    "CarePlan", "CommunicationRequest", "Communication",
 )
 # How much of an oversized line is kept in quarantine (the rest is never read into memory).
 QUARANTINE_RAW_LIMIT = 64 * 1024
@@ -337,6 +339,7 @@ class BulkImporter:
         self.cancel = cancel
         self.result = ImportResult()
         self.index = _Index(cache.reader)
+        self._memo = ElementMemo()
         self._batch: list[tuple[MappedResource, bytes]] = []
         self._quarantine: list[dict[str, Any]] = []
         self._deferred: list[bytes] = []
@@ -402,7 +405,8 @@ class BulkImporter:
             return
         rtype, rid = resource["resourceType"], resource["id"]
         try:
-            mapped = map_resource(resource, self.index)
+            with memoized(self._memo):
+                mapped = map_resource(resource, self.index)
         except InboundError as exc:
             if (
                 defer

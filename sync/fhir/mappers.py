@@ -31,13 +31,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
 from app.cache.models import Base
 from app.logs import Safe
 from sync.fhir import systems
 from sync.fhir.parsing import InboundError
+from sync.fhir.validation import model_validate
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +125,8 @@ class MemoryLookup:
         "coverages": ("payer_org_id",),
         "staff": ("organization_id",),
         "practitioner_roles": ("practitioner_id", "organization_id"),
+        "followup_plans": ("patient_id",),
+        "checkins": ("plan_id",),
     }
 
     def __init__(self, tables: dict[str, dict[str, dict[str, Any]]] | None = None) -> None:
@@ -388,7 +390,7 @@ def validate(resource: dict[str, Any]) -> None:
     if rtype not in MAPPERS:
         raise InboundError("unsupported resource type")
     try:
-        get_fhir_model_class(rtype).model_validate(resource)
+        model_validate(rtype, resource)
     except ValidationError as exc:
         raise InboundError(validation_reason(exc)) from None
     except RecursionError:
@@ -678,8 +680,12 @@ def map_appointment(r: dict[str, Any], lookup: Lookup) -> MappedResource:
         "end": _instant(r.get("end"), "end"),
         "status": _clip(r.get("status"), 16) or "booked",
     }
+    # A booking this workstation wrote back comes home under the EHR's id with ours as its
+    # identifier: it updates the appointment it came from instead of doubling it.
+    echo = _identifier(r.get("identifier"), systems.APPOINTMENT)
+    row_id = echo if echo and echo != r["id"] and lookup.exists("appointments", echo) else r["id"]
     return MappedResource("Appointment", r["id"], values["remote_version"],
-                          [Row("appointments", r["id"], values)])
+                          [Row("appointments", row_id, values)])
 
 
 def map_encounter(r: dict[str, Any], lookup: Lookup) -> MappedResource:
@@ -711,6 +717,153 @@ def map_encounter(r: dict[str, Any], lookup: Lookup) -> MappedResource:
     return MappedResource("Encounter", r["id"], values["remote_version"], [Row("encounters", r["id"], values)])
 
 
+# --- post-discharge follow-up -----------------------------------------------------------------
+
+# CommunicationRequest.status -> CheckIn.status; draft, active and on-hold mean "due", set only on
+# insert: a Communication may already have marked the check-in done or missed.
+REQUEST_STATUS = {"completed": "done", "revoked": "cancelled", "entered-in-error": "cancelled"}
+# A Communication's check-in of its own is "<communication id>.contact" (ids are unique per type only).
+CONTACT_SUFFIX = "contact"
+
+
+def _first_ref(refs: Any, rtype: str, path: str) -> str | None:
+    for i, ref in enumerate(_list(refs)):
+        rid = _ref_id(ref, rtype, f"{path}[{i}]")
+        if rid:
+            return rid
+    return None
+
+
+def _channel(r: dict[str, Any]) -> str | None:
+    for code in _codes(_list(r.get("medium")), systems.PARTICIPATION_MODE):
+        if code in systems.MEDIUM_TO_CHANNEL:
+            return systems.MEDIUM_TO_CHANNEL[code]
+    return None
+
+
+def _check_subject(r: dict[str, Any], plan_id: str | None, lookup: Lookup) -> None:
+    """Refuse a check-in resource about another patient than its plan's (a wrong-patient call list)."""
+    subject = _ref_id(r.get("subject"), "Patient", "subject")
+    owner = lookup.attribute("followup_plans", plan_id, "patient_id") if plan_id else None
+    if subject and owner and subject != owner:
+        raise InboundError("inconsistent reference: subject (not the plan's patient)")
+
+
+def map_care_plan(r: dict[str, Any], lookup: Lookup) -> MappedResource:
+    """CarePlan -> FollowUpPlan (``followup_plans``), for post-discharge follow-up plans only.
+
+    * A follow-up plan has a category coded SNOMED "Discharge care plan" or in
+      ``systems.FOLLOWUP_CONDITION``; any other CarePlan maps to no rows (accepted, not stored).
+    * condition: the FOLLOWUP_CONDITION code of a category (an unknown one is refused), else a
+      condition named in the title or category text (``systems.CONDITION_WORDS``), else "other".
+      The text itself is not kept.
+    * patient_id: subject (a Patient, required). encounter_id: encounter when the cache holds it
+      (the discharge may predate what was pulled; the plan stands without it).
+    * starts_on: period.start, else created (required). status: CarePlan.status as it is.
+    """
+    categories = _list(r.get("category"))
+    condition = _code(categories, systems.FOLLOWUP_CONDITION)
+    if condition is None and systems.DISCHARGE_CARE_PLAN_CODE not in _codes(categories, systems.SNOMED):
+        return MappedResource("CarePlan", r["id"], _version(r), [])
+    if condition is None:
+        words = " ".join(t.lower() for t in (_clip(r.get("title"), 200), *map(_concept_text, categories)) if t)
+        condition = next((code for word, code in systems.CONDITION_WORDS if word in words), "other")
+    elif condition not in systems.FOLLOWUP_CONDITIONS:
+        raise InboundError("unknown code: category (condition)")
+    patient = _ref_id(r.get("subject"), "Patient", "subject", required=True)
+    encounter = _ref_id(r.get("encounter"), "Encounter", "encounter")
+    starts = _date(_dict(r.get("period")).get("start"), "period.start") or _date(r.get("created"), "created")
+    if starts is None:
+        raise InboundError("missing period.start")
+    values = _base(r) | {
+        "patient_id": patient,
+        "encounter_id": encounter if encounter and lookup.exists("encounters", encounter) else None,
+        "condition": condition,
+        "status": _clip(r.get("status"), 16) or "active",
+        "starts_on": starts,
+    }
+    return MappedResource("CarePlan", r["id"], values["remote_version"],
+                          [Row("followup_plans", r["id"], values)])
+
+
+def map_communication_request(r: dict[str, Any], lookup: Lookup) -> MappedResource:
+    """CommunicationRequest -> CheckIn (``checkins``): one scheduled check-in, keyed by the request id.
+
+    * plan_id: the first CarePlan in basedOn (required); a subject other than the plan's patient
+      is refused.
+    * due_at: occurrenceDateTime, else occurrencePeriod.start (required).
+    * channel: medium (v3 ParticipationMode, ``systems.MEDIUM_TO_CHANNEL``), else phone on insert.
+    * status: see REQUEST_STATUS. payload (the message) is never read.
+    """
+    plan = _first_ref(r.get("basedOn"), "CarePlan", "basedOn")
+    if plan is None:
+        raise InboundError("missing reference: basedOn (CarePlan)")
+    _check_subject(r, plan, lookup)
+    due = r.get("occurrenceDateTime") or _dict(r.get("occurrencePeriod")).get("start")
+    values = _base(r) | {"plan_id": plan, "due_at": _instant(due, "occurrenceDateTime", required=True)}
+    channel = _channel(r)
+    if channel:
+        values["channel"] = channel
+    status = r.get("status")
+    defaults = {"channel": "phone", "status": "due"}
+    if isinstance(status, str) and status in REQUEST_STATUS:
+        values["status"] = REQUEST_STATUS[status]
+    return MappedResource("CommunicationRequest", r["id"], values["remote_version"],
+                          [Row("checkins", r["id"], values, insert_defaults=defaults)])
+
+
+def map_communication(r: dict[str, Any], lookup: Lookup) -> MappedResource:
+    """Communication -> the outcome of a check-in: whether the contact happened, never what was said.
+
+    payload, note and every other free text are never read (minimum necessary: they are PHI-rich).
+
+    * Which check-in: a CommunicationRequest in basedOn or partOf -> its CheckIn (an update; the
+      request must be known). Else a CareOps identifier (``systems.CHECKIN``, our own write-back
+      echoed by the EHR) -> that CheckIn if this cache holds it (otherwise the hub brings it: no
+      rows). Else a CarePlan in basedOn -> an unscheduled contact (a patient who called in) becomes
+      a CheckIn of its own, id ``<communication id>.contact``, due_at = sent (required). Else
+      refused ("missing reference").
+    * status: completed -> done, or what an outcome code says (``systems.CHECKIN_OUTCOME`` in topic
+      or statusReason, see ``systems.OUTCOME_STATUS``; the code itself is not kept); not-done,
+      stopped -> missed; entered-in-error -> due again (a request's check-in) or cancelled (one of
+      its own); other statuses change nothing (due for a check-in of its own).
+    * channel: medium, when it names one.
+    """
+    status = r.get("status")
+    outcome = _code([r.get("topic"), r.get("statusReason")], systems.CHECKIN_OUTCOME)
+    if outcome is not None and outcome not in systems.OUTCOME_STATUS:
+        raise InboundError("unknown code: topic (outcome)")
+    values: dict[str, Any] = {}
+    if status == "completed":
+        values["status"] = systems.OUTCOME_STATUS[outcome] if outcome else "done"
+    elif status in ("not-done", "stopped"):
+        values["status"] = "missed"
+    channel = _channel(r)
+    if channel:
+        values["channel"] = channel
+    request = (_first_ref(r.get("basedOn"), "CommunicationRequest", "basedOn")
+               or _first_ref(r.get("partOf"), "CommunicationRequest", "partOf"))
+    echo = _identifier(r.get("identifier"), systems.CHECKIN)
+    target = request or (echo if echo and _FHIR_ID.fullmatch(echo) else None)
+    if target is not None:
+        if status == "entered-in-error":
+            values["status"] = "due"
+        _check_subject(r, lookup.attribute("checkins", target, "plan_id"), lookup)
+        known = request is not None or lookup.exists("checkins", target)
+        rows = [Row("checkins", target, values, update_only=True)] if known else []
+        return MappedResource("Communication", r["id"], _version(r), rows)
+    plan = _first_ref(r.get("basedOn"), "CarePlan", "basedOn")
+    if plan is None:
+        raise InboundError("missing reference: basedOn (CommunicationRequest or CarePlan)")
+    _check_subject(r, plan, lookup)
+    values = _base(r) | values | {"plan_id": plan, "due_at": _instant(r.get("sent"), "sent", required=True)}
+    if status == "entered-in-error":
+        values["status"] = "cancelled"
+    row = Row("checkins", _derived_id(r["id"], CONTACT_SUFFIX), values,
+              insert_defaults={"channel": "phone", "status": "due"})
+    return MappedResource("Communication", r["id"], values["remote_version"], [row])
+
+
 MAPPERS: dict[str, Mapper] = {
     "Organization": map_organization,
     "Location": map_location,
@@ -724,6 +877,9 @@ MAPPERS: dict[str, Mapper] = {
     "Slot": map_slot,
     "Appointment": map_appointment,
     "Encounter": map_encounter,
+    "CarePlan": map_care_plan,
+    "CommunicationRequest": map_communication_request,
+    "Communication": map_communication,
 }
 """resourceType -> mapper, in the order a bulk import processes them (references point back)."""
 
@@ -795,6 +951,7 @@ def map_resource(resource: dict[str, Any], lookup: Lookup | None = None, *, chec
 
 
 __all__ = [
+    "CONTACT_SUFFIX",
     "EHR_SOURCE",
     "FOREIGN_KEYS",
     "MAPPERS",

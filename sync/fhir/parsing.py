@@ -92,6 +92,12 @@ def _constant(_name: str) -> Any:
     raise _Reject("NaN or Infinity")
 
 
+# Built once: json.loads with hooks builds a new decoder on every call.
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_pairs, parse_int=_int, parse_float=_float, parse_constant=_constant
+)
+
+
 def _has_lone_surrogate(value: Any) -> bool:
     stack = [value]
     while stack:
@@ -144,13 +150,7 @@ def parse_resource(
     if text.startswith("\ufeff"):
         text = text[1:]  # a byte-order mark is harmless; json.loads would refuse it
     try:
-        value = json.loads(
-            text,
-            object_pairs_hook=_pairs,
-            parse_int=_int,
-            parse_float=_float,
-            parse_constant=_constant,
-        )
+        value = _DECODER.decode(text)
     except _Reject as exc:
         raise InboundError(exc.reason) from None
     except RecursionError:

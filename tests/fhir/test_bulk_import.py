@@ -16,7 +16,9 @@ from app.cache.models import Encounter, OutboxEntry, Quarantined, Referral, Staf
 from app.cache.store import Cache, ChangeSet
 from sync.fhir import systems
 from sync.fhir.bulk_import import BulkImporter, import_ndjson_dir, iter_lines, ndjson_files
+from sync.fhir.mappers import InboundError, validate
 from sync.fhir.parsing import MAX_RESOURCE_BYTES
+from sync.fhir.validation import ElementMemo, memoized
 
 from .test_mappers import by_id, dataset, ref
 
@@ -273,3 +275,33 @@ def test_iter_lines_streams(tmp_path: Path) -> None:
     path = tmp_path / "Patient.ndjson"
     path.write_bytes(b"a\r\n\n  \n" + b"b" * 50 + b"\nc")
     assert list(iter_lines(path, max_bytes=20)) == [(b"a", False), (b"b" * 22, True), (b"c", False)]
+
+
+def _validation_reason(resource: dict[str, Any]) -> str | None:
+    try:
+        validate(resource)
+    except InboundError as exc:
+        return exc.reason
+    return None
+
+
+def test_memoized_validation_reports_what_full_validation_does() -> None:
+    data = dataset()
+    memo = ElementMemo()
+    with memoized(memo):
+        for _ in range(2):  # the second sighting of an element is remembered
+            assert [_validation_reason(r) for r in data] == [None] * len(data)
+    broken = []
+    for r in data:
+        for name, value in r.items():
+            if isinstance(value, dict):
+                broken += [r | {name: value | {"bogus": 1}}, r | {name: 5}, r | {name: [value]}]
+            elif isinstance(value, list) and value and isinstance(value[0], dict):
+                broken += [r | {name: [*value, None]}, r | {name: [value[0] | {"zz": [1]}, *value[1:]]},
+                           r | {name: value[0]}, r | {name: [*value, {"id": []}]}]  # fmt: skip
+        broken += [r | {"unknownElement": 1}, {k: v for k, v in r.items() if k != "status"}]
+    expected = [_validation_reason(r) for r in broken]
+    assert sum(reason is not None for reason in expected) > len(broken) // 2
+    with memoized(memo):
+        assert [_validation_reason(r) for r in broken] == expected
+        assert [_validation_reason(r) for r in data] == [None] * len(data)

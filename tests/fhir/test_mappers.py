@@ -105,6 +105,42 @@ def dataset() -> list[dict[str, Any]]:
     ]
 
 
+def followup_dataset() -> list[dict[str, Any]]:
+    """Post-discharge follow-up of pat-1 after enc-1 (needs dataset() first): a plan, two
+    scheduled check-ins, their contacts, and a call the patient made."""
+    meta = {"versionId": "1", "lastUpdated": "2024-05-01T08:00:00Z"}
+    phone = [coding(systems.PARTICIPATION_MODE, "PHONE")]
+    return [
+        {"resourceType": "CarePlan", "id": "cp-1", "meta": meta, "status": "active", "intent": "plan",
+         "category": [coding(systems.SNOMED, systems.DISCHARGE_CARE_PLAN_CODE),
+                      coding(systems.FOLLOWUP_CONDITION, "heart-failure")],
+         "title": "Heart failure follow-up", "subject": ref("Patient/pat-1"), "encounter": ref("Encounter/enc-1"),
+         "period": {"start": "2024-04-04", "end": "2024-05-04"}},
+        {"resourceType": "CommunicationRequest", "id": "creq-1", "meta": meta, "status": "completed",
+         "basedOn": [ref("CarePlan/cp-1")], "subject": ref("Patient/pat-1"), "medium": phone,
+         "occurrenceDateTime": "2024-04-06T10:00:00-05:00", "payload": [{"contentString": "How is your breathing?"}]},
+        {"resourceType": "CommunicationRequest", "id": "creq-2", "meta": meta, "status": "active",
+         "basedOn": [ref("CarePlan/cp-1")], "subject": ref("Patient/pat-1"),
+         "medium": [coding(systems.PARTICIPATION_MODE, "SMSWRIT")],
+         "occurrencePeriod": {"start": "2024-04-11T09:00:00Z", "end": "2024-04-11T17:00:00Z"}},
+        {"resourceType": "Communication", "id": "comm-1", "meta": meta, "status": "completed",
+         "basedOn": [ref("CommunicationRequest/creq-1")], "subject": ref("Patient/pat-1"), "medium": phone,
+         "sent": "2024-04-06T10:12:00-05:00", "topic": coding(systems.CHECKIN_OUTCOME, "concern"),
+         "payload": [{"contentString": "Weight up two kilos, ankles swollen"}], "note": [{"text": "Call back Friday"}]},
+        {"resourceType": "Communication", "id": "comm-2", "meta": meta, "status": "not-done",
+         "partOf": [ref("CommunicationRequest/creq-2")], "subject": ref("Patient/pat-1"),
+         "statusReason": coding(systems.CHECKIN_OUTCOME, "unreachable")},
+        {"resourceType": "Communication", "id": "comm-3", "meta": meta, "status": "completed",
+         "basedOn": [ref("CarePlan/cp-1")], "subject": ref("Patient/pat-1"),
+         "medium": [coding(systems.PARTICIPATION_MODE, "VIDEOCONF")], "sent": "2024-04-08T16:40:00Z",
+         "topic": coding(systems.CHECKIN_OUTCOME, "escalated")},
+    ]
+
+
+def every_type() -> list[dict[str, Any]]:
+    return dataset() + followup_dataset()
+
+
 def map_all(resources: list[dict[str, Any]]) -> tuple[MemoryLookup, dict[str, MappedResource]]:
     lookup = MemoryLookup()
     out = {}
@@ -125,7 +161,7 @@ def mapped() -> dict[str, MappedResource]:
 
 
 def test_every_resource_type_of_the_dataset_has_a_mapper() -> None:
-    assert {r["resourceType"] for r in dataset()} == set(MAPPERS)
+    assert {r["resourceType"] for r in every_type()} == set(MAPPERS)
 
 
 def test_patient_minimum_necessary(mapped: dict[str, MappedResource]) -> None:
@@ -331,6 +367,139 @@ def test_r5_only_shapes_are_invalid_r4() -> None:
         map_resource(enc, check=False)
 
 
+# --- post-discharge follow-up -----------------------------------------------------------------
+
+
+@pytest.fixture
+def followup() -> tuple[MemoryLookup, dict[str, MappedResource]]:
+    return map_all(every_type())
+
+
+def test_care_plan_to_followup_plan(followup: tuple[MemoryLookup, dict[str, MappedResource]]) -> None:
+    (row,) = followup[1]["cp-1"].rows
+    assert (row.table, row.id) == ("followup_plans", "cp-1")
+    assert row.values == {"remote_version": "1", "patient_id": "pat-1", "encounter_id": "enc-1",
+                          "condition": "heart-failure", "status": "active", "starts_on": dt.date(2024, 4, 4)}
+
+
+@pytest.mark.parametrize(("title", "category_text", "condition"), [
+    ("COPD discharge follow-up", None, "copd"),
+    (None, "Post-surgical recovery", "post-surgical"),
+    ("Follow-up after pneumonia", "Discharge care plan", "pneumonia"),
+    ("Transitions of care", None, "other"),
+])
+def test_care_plan_condition_from_its_text(title: str | None, category_text: str | None, condition: str) -> None:
+    plan = by_id(followup_dataset(), "cp-1")
+    plan["category"] = [coding(systems.SNOMED, systems.DISCHARGE_CARE_PLAN_CODE)]
+    plan.pop("title")
+    if title:
+        plan["title"] = title
+    if category_text:
+        plan["category"][0]["text"] = category_text
+    (row,) = map_resource(plan, check=False).rows
+    assert row.values["condition"] == condition
+    assert title is None or title not in row.values.values()  # the text is not kept
+
+
+def test_care_plan_rules() -> None:
+    plan = by_id(followup_dataset(), "cp-1")
+    plan["category"] = [{"text": "Long-term nursing care plan"}]
+    assert map_resource(plan, check=False).rows == []  # not a follow-up plan: accepted, not stored
+    plan = by_id(followup_dataset(), "cp-1")
+    plan["category"][1] = coding(systems.FOLLOWUP_CONDITION, "time-travel")
+    with pytest.raises(InboundError, match="unknown code: category"):
+        map_resource(plan, check=False)
+    plan = by_id(followup_dataset(), "cp-1")
+    del plan["period"]
+    with pytest.raises(InboundError, match="period.start"):
+        map_resource(plan, check=False)
+    plan["created"] = "2024-04-05T09:00:00Z"
+    (row,) = map_resource(plan, check=False).rows
+    assert row.values["starts_on"] == dt.date(2024, 4, 5)
+    assert row.values["encounter_id"] is None  # an encounter the cache does not hold is left out
+
+
+def test_communication_requests_are_check_ins(followup: tuple[MemoryLookup, dict[str, MappedResource]]) -> None:
+    (done,) = followup[1]["creq-1"].rows
+    assert (done.table, done.id, done.update_only) == ("checkins", "creq-1", False)
+    assert done.values == {"remote_version": "1", "plan_id": "cp-1", "due_at": dt.datetime(2024, 4, 6, 15),
+                           "channel": "phone", "status": "done"}
+    (due,) = followup[1]["creq-2"].rows
+    assert due.values == {"remote_version": "1", "plan_id": "cp-1", "due_at": dt.datetime(2024, 4, 11, 9),
+                          "channel": "sms"}
+    assert due.insert_defaults == {"channel": "phone", "status": "due"}  # never undoes a recorded contact
+
+
+def test_communication_request_rules(followup: tuple[MemoryLookup, dict[str, MappedResource]]) -> None:
+    lookup = followup[0]
+    request = by_id(followup_dataset(), "creq-2")
+    request["status"] = "revoked"
+    assert map_resource(request, lookup).rows[0].values["status"] == "cancelled"
+    request["subject"] = ref("Patient/someone-else")
+    with pytest.raises(InboundError, match="inconsistent reference: subject"):
+        map_resource(request, lookup)
+    request = by_id(followup_dataset(), "creq-2")
+    request["basedOn"] = [ref("ServiceRequest/sr-1")]
+    with pytest.raises(InboundError, match=r"missing reference: basedOn \(CarePlan\)"):
+        map_resource(request, lookup)
+    request = by_id(followup_dataset(), "creq-2")
+    request["basedOn"] = [ref("CarePlan/unknown")]
+    with pytest.raises(InboundError, match="dangling reference: checkins.plan_id"):
+        map_resource(request, lookup)
+
+
+def test_communications_record_whether_the_contact_happened(
+    followup: tuple[MemoryLookup, dict[str, MappedResource]],
+) -> None:
+    mapped = followup[1]
+    (done,) = mapped["comm-1"].rows
+    assert (done.table, done.id, done.update_only) == ("checkins", "creq-1", True)
+    assert done.values == {"status": "done", "channel": "phone"}  # no payload, note or sent time
+    (missed,) = mapped["comm-2"].rows
+    assert (missed.id, missed.update_only, missed.values) == ("creq-2", True, {"status": "missed"})
+    (own,) = mapped["comm-3"].rows
+    assert (own.table, own.id, own.update_only) == ("checkins", "comm-3.contact", False)
+    assert own.values == {"remote_version": "1", "plan_id": "cp-1", "due_at": dt.datetime(2024, 4, 8, 16, 40),
+                          "status": "escalated", "channel": "video"}
+
+
+def test_communication_rules(followup: tuple[MemoryLookup, dict[str, MappedResource]]) -> None:
+    lookup = followup[0]
+    comm = by_id(followup_dataset(), "comm-1")
+    comm["status"] = "entered-in-error"
+    assert map_resource(comm, lookup).rows[0].values["status"] == "due"  # the request stands
+    comm["status"] = "in-progress"
+    assert "status" not in map_resource(comm, lookup).rows[0].values
+    comm = by_id(followup_dataset(), "comm-1")
+    comm["basedOn"] = [ref("CommunicationRequest/unknown")]
+    with pytest.raises(InboundError, match="dangling reference: checkins"):
+        map_resource(comm, lookup)
+    comm["basedOn"] = [ref("ServiceRequest/sr-1")]
+    with pytest.raises(InboundError, match="missing reference: basedOn"):
+        map_resource(comm, lookup)
+    comm = by_id(followup_dataset(), "comm-1")
+    comm["topic"] = coding(systems.CHECKIN_OUTCOME, "abducted")
+    with pytest.raises(InboundError, match="unknown code: topic"):
+        map_resource(comm, lookup)
+    comm = by_id(followup_dataset(), "comm-3")
+    comm["subject"] = ref("Patient/someone-else")
+    with pytest.raises(InboundError, match="inconsistent reference: subject"):
+        map_resource(comm, lookup)
+
+
+def test_our_own_write_back_echoed_updates_the_check_in(
+    followup: tuple[MemoryLookup, dict[str, MappedResource]],
+) -> None:
+    lookup = followup[0]
+    echo = {"resourceType": "Communication", "id": "ehr-77", "status": "completed",
+            "identifier": [{"system": systems.CHECKIN, "value": "comm-3.contact"}],
+            "basedOn": [ref("CarePlan/cp-1")], "subject": ref("Patient/pat-1"), "sent": "2024-04-09T10:00:00Z"}
+    (row,) = map_resource(echo, lookup).rows
+    assert (row.id, row.update_only, row.values) == ("comm-3.contact", True, {"status": "done"})
+    echo["identifier"][0]["value"] = "made-on-another-workstation"
+    assert map_resource(echo, lookup).rows == []  # the hub brings that check-in
+
+
 # --- property tests ---------------------------------------------------------------------------
 
 json_leaf = (
@@ -405,13 +574,13 @@ def test_arbitrary_objects_map_or_raise_inbound_error(rtype: str, body: dict[str
     _check(resource, None)
 
 
-_FULL_LOOKUP = map_all(dataset())[0]
+_FULL_LOOKUP = map_all(every_type())[0]
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_mutated_resources_map_or_raise_inbound_error(data: st.DataObject) -> None:
-    resource = data.draw(st.sampled_from(dataset()))
+    resource = data.draw(st.sampled_from(every_type()))
     mutated = data.draw(_mutations(resource))
     _check(mutated, data.draw(st.sampled_from([None, _FULL_LOOKUP])))
 
@@ -429,7 +598,7 @@ canary_values = st.recursive(
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_reasons_never_repeat_values_or_keys_from_the_resource(data: st.DataObject) -> None:
-    resource = data.draw(st.sampled_from(dataset()))
+    resource = data.draw(st.sampled_from(every_type()))
     mutated = data.draw(_mutations(resource, canary_values))
     try:
         map_resource(parse_resource(json.dumps(mutated).encode()), _FULL_LOOKUP)

@@ -22,6 +22,7 @@ from app.security.idle import IdlePolicy  # noqa: E402
 from app.security.roles import Role  # noqa: E402
 from app.security.users import DEMO_PASSWORD, UserDirectory  # noqa: E402
 from app.workstation import Workstation, open_workstation  # noqa: E402
+from app.gui import inbound_importer  # noqa: E402
 
 PASSPHRASE = "views-test passphrase 1"
 HTML_NAME = "<b>Bold</b> Test"
@@ -153,7 +154,7 @@ def make_desk(qtbot, desk_ws: Workstation, clock: FakeClock) -> Iterator[Callabl
         ctx = ServiceContext(desk_ws.cache, desk_ws.audit, session)
         window = MainWindow(
             ctx, users, available_pages(), idle, events, desk_ws.cache.pending_outbox,
-            runner=runner, idle_check_ms=20,
+            runner=runner, idle_check_ms=20, reimport=inbound_importer,
         )  # fmt: skip
         qtbot.addWidget(window)
         window.show()

@@ -144,7 +144,7 @@ def test_run_starts_and_quits(qtbot, qapp, tmp_path, demo_dir, monkeypatch):
         assert gui.run(["--role", "administrator"]) == 0
     finally:
         qapp.setQuitOnLastWindowClosed(True)
-    assert seen["pages"] == ["patients", "sync", "audit"]
+    assert seen["pages"] == ["patients", "sync", "audit", "quarantine"]
     assert seen["user"] == "Ari Admin (demo) · Administrator"
     assert seen["title"] == "CareOps Desk — Patients"
 
@@ -153,7 +153,8 @@ def test_render_all_offscreen(qtbot, desk_ws, tmp_path):
     from app.screenshots import render_all
 
     paths = render_all(desk_ws, tmp_path / "shots")
-    assert [p.name for p in paths] == ["login.png", "main.png", "locked.png", "patients.png", "sync.png", "audit.png"]
+    assert [p.name for p in paths] == ["login.png", "main.png", "locked.png", "patients.png", "sync.png", "audit.png",
+                                       "quarantine.png"]
     assert all(p.stat().st_size > 10_000 for p in paths)
     # Screenshots search as the demo user of each page's role: audited like any search.
     assert any(e.action == "patient.search" for e in desk_ws.audit.entries())
@@ -165,4 +166,5 @@ def test_role_for_pages():
 
     assert {s.name: role_for(s) for s in available_pages()} == {
         "patients": Role.COORDINATOR, "sync": Role.COORDINATOR, "audit": Role.ADMINISTRATOR,
+        "quarantine": Role.ADMINISTRATOR,
     }  # fmt: skip

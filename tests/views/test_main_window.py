@@ -12,7 +12,7 @@ from views.main_window import OFFLINE_TEXT
 
 def test_pages_follow_the_role(make_desk):
     assert make_desk(Role.COORDINATOR).window.page_names() == ["patients", "sync"]
-    assert make_desk(Role.ADMINISTRATOR).window.page_names() == ["patients", "sync", "audit"]
+    assert make_desk(Role.ADMINISTRATOR).window.page_names() == ["patients", "sync", "audit", "quarantine"]
     assert make_desk(Role.FOLLOWUP_NURSE).window.page_names() == ["patients"]
 
 
@@ -93,7 +93,7 @@ def test_build_main_window_from_the_composition_root(qtbot, desk_ws):
 
     window = build_main_window(desk_ws, desk_ws.users.demo_session(Role.ADMINISTRATOR))
     qtbot.addWidget(window)
-    assert window.page_names() == ["patients", "sync", "audit"]
+    assert window.page_names() == ["patients", "sync", "audit", "quarantine"]
     assert (window.width(), window.height()) == (1280, 800)
     window.shutdown()
 

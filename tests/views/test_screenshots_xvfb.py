@@ -42,6 +42,17 @@ with ws.cache.unit_of_work(user="test", origin="sync") as s:
     for i, n in enumerate(names):
         s.add(Patient(mrn=f"MRN{700100 + i}", name=n, birth_date=dt.date(1940 + 7 * i, 1 + i, 3 + i),
                       sex=("female", "male")[i % 2]))
+# A few inbound records the importer refuses, so the quarantine page has something to review.
+from sync.fhir.bulk_import import BulkImporter
+importer = BulkImporter(ws.cache, source="ehr")
+for i in range(7):
+    importer.add(('{"resourceType": "Encounter", "id": "enc-%d", "status": "finished", "class": {"code": "AMB"},'
+                  ' "subject": {"reference": "Patient/pat-gone-%d"}, "period": {"start": "2024-04-0%dT09:00:00Z"}}'
+                  % (i, i, i + 1)).encode())
+importer.add(b'{"resourceType": "Patient", "id": "pat-nomrn", "name": [{"family": "Synthetic"}]}')
+importer.add(b'{"resourceType": "Observation", "id": "obs-1", "status": "final"}')
+importer.add(b'{"resourceType": "Patient", "id": "pat-cut", "name": [')
+importer.finish()
 for p in render_all(ws, out):
     print(p)
 # What the X server really shows: the main window, grabbed from the screen.
@@ -88,7 +99,7 @@ def test_real_windows_under_xvfb(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     written = [Path(line) for line in result.stdout.split() if line.endswith(".png")]
     names = {p.name for p in written}
-    assert {"login.png", "main.png", "patients.png", "audit.png", "screen-xvfb.png"} <= names
+    assert {"login.png", "main.png", "patients.png", "audit.png", "quarantine.png", "screen-xvfb.png"} <= names
     for path in written:
         assert path.exists() and path.parent == OUT
         assert path.stat().st_size > 10_000, path.name
