@@ -21,6 +21,7 @@ from app.config import Paths, default_home, load_settings
 from app.errors import KnownError, WrongPassphrase
 from app.logs import Safe, install_logging
 from app.security.roles import Role
+from sync.fhir.cli import register as register_ehr
 from sync.hub.cli import register as register_hub
 
 logger = logging.getLogger(__name__)
@@ -234,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_parser("reset", help="move the cache aside so it can be rebuilt").set_defaults(func=cmd_cache_reset)
 
     register_hub(sub)
+    register_ehr(sub, _open)
 
     sc = sub.add_parser("screenshots", help="render every main page to DIR/<page>.png")
     sc.add_argument("dir")

@@ -119,7 +119,7 @@ class OutcomeWarning:
 
 
 @dataclass
-class _Reply:
+class Reply:
     status: int
     headers: httpx.Headers
     body: bytes
@@ -201,7 +201,11 @@ class FhirClient:
         )
 
     def close(self) -> None:
+        """Close the connection, and the sign-in's own (its token endpoint client) if it has one."""
         self._http.close()
+        close_auth = getattr(self._auth, "close", None)
+        if close_auth is not None:
+            close_auth()
 
     def __enter__(self) -> FhirClient:
         return self
@@ -426,7 +430,7 @@ class FhirClient:
         if not self.profile.allows(rtype, interaction):
             raise WriteNotSupported(f"The EHR does not accept this change ({interaction} {rtype}).")
 
-    def _written(self, rtype: str, sent: dict[str, Any], reply: _Reply) -> dict[str, Any]:
+    def _written(self, rtype: str, sent: dict[str, Any], reply: Reply) -> dict[str, Any]:
         stored = _json(reply) if reply.body else None
         if stored is None:
             stored = dict(sent)
@@ -443,7 +447,7 @@ class FhirClient:
             self._remember(rtype, rid, stored, reply)
         return stored
 
-    def _remember(self, rtype: str, rid: str, resource: dict[str, Any], reply: _Reply) -> None:
+    def _remember(self, rtype: str, rid: str, resource: dict[str, Any], reply: Reply) -> None:
         meta = resource.get("meta")
         version = meta.get("versionId") if isinstance(meta, dict) else None
         version = version if isinstance(version, str) else _etag_version(reply.headers.get("ETag"))
@@ -465,7 +469,7 @@ class FhirClient:
         body: bytes | None = None,
         retry: bool = True,
         stale: bool = False,
-    ) -> _Reply:
+    ) -> Reply:
         """Send with retries and one token refresh; map failures to the client's errors."""
         attempt = 0
         refreshed = False
@@ -490,7 +494,7 @@ class FhirClient:
 
     def _send_once(
         self, method: str, url: httpx.URL, rtype: str, headers: Mapping[str, str] | None, body: bytes | None
-    ) -> _Reply:
+    ) -> Reply:
         all_headers = dict(headers or {})
         if self._auth is not None:
             all_headers["Authorization"] = self._auth.authorization()
@@ -505,9 +509,9 @@ class FhirClient:
         logger.debug("EHR %s %s -> %d in %.0f ms", Safe(method), Safe(rtype), response.status_code, elapsed_ms)
         if response.status_code in RETRY_STATUS:
             raise EhrUnavailable(
-                f"The EHR is busy (HTTP {response.status_code}).", _retry_after(response.headers.get("Retry-After"))
+                f"The EHR is busy (HTTP {response.status_code}).", parse_retry_after(response.headers.get("Retry-After"))
             )
-        return _Reply(response.status_code, response.headers, data)
+        return Reply(response.status_code, response.headers, data)
 
     def _wait(self, attempt: int, retry_after: float | None, rtype: str) -> None:
         if retry_after is not None:
@@ -517,7 +521,7 @@ class FhirClient:
         logger.info("EHR %s: retry %d in %.1f s", Safe(rtype), attempt + 1, delay)
         self._sleep(delay)
 
-    def _error(self, reply: _Reply, stale: bool) -> EhrError:
+    def _error(self, reply: Reply, stale: bool) -> EhrError:
         if stale and reply.status in self.profile.stale_version_status:
             return StaleVersion("The record was changed in the EHR since it was read.")
         if reply.status >= 500:
@@ -541,7 +545,7 @@ def _read_capped(response: httpx.Response) -> bytes:
     return b"".join(chunks)
 
 
-def _json(reply: _Reply) -> Any:
+def _json(reply: Reply) -> Any:
     if nesting_exceeds(reply.body, _BUNDLE_DEPTH):
         raise NotFhirResponse(reply.status)
     try:
@@ -550,7 +554,7 @@ def _json(reply: _Reply) -> Any:
         raise NotFhirResponse(reply.status) from None
 
 
-def _issue_codes(reply: _Reply) -> tuple[str, ...]:
+def _issue_codes(reply: Reply) -> tuple[str, ...]:
     try:
         outcome = _json(reply)
     except NotFhirResponse:
@@ -565,7 +569,7 @@ def _code(value: Any) -> str:
     return value if isinstance(value, str) and _CODE.fullmatch(value) else "unknown"
 
 
-def _retry_after(value: str | None) -> float | None:
+def parse_retry_after(value: str | None) -> float | None:
     """Retry-After in seconds (delta or HTTP-date), capped; None when absent or unreadable."""
     if not value:
         return None

@@ -13,6 +13,7 @@ If the server is not installed the fixture fails (never skips) and says to run `
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -147,10 +148,11 @@ def _wait_ready(proc: subprocess.Popen[bytes], base_url: str, t0: float) -> floa
             time.sleep(0.05)
 
 
-@pytest.fixture(scope="session")
-def real_fhir_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealFhirServer]:
+@contextlib.contextmanager
+def running_server(workdir: Path) -> Iterator[RealFhirServer]:
+    """A server process with its store in ``workdir``, stopped on exit."""
     _check_installed()
-    workdir = tmp_path_factory.mktemp("fhir-server")
+    workdir.mkdir(parents=True, exist_ok=True)
     errors: list[str] = []
     for _attempt in range(3):  # the free port can be taken between choosing it and the server binding it
         try:
@@ -166,6 +168,21 @@ def real_fhir_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealF
         yield RealFhirServer(base_url=base_url, workdir=workdir, log_path=log_path, pid=proc.pid, start_seconds=seconds)
     finally:
         _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def real_fhir_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealFhirServer]:
+    """One server for the session: tests share its store."""
+    with running_server(tmp_path_factory.mktemp("fhir-server")) as server:
+        yield server
+
+
+@pytest.fixture
+def fresh_fhir_server(tmp_path: Path) -> Iterator[RealFhirServer]:
+    """A server of the test's own, with an empty store (about a second to start): for whole-server
+    pulls whose counts another test's resources would change."""
+    with running_server(tmp_path / "fhir-server") as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

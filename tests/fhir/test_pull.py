@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from app.cache.models import Patient, Quarantined, Referral
@@ -146,3 +148,32 @@ def test_an_expired_token_mid_pull_is_refreshed_and_the_pull_completes(cache):
     assert result.imported.quarantined == 0
     assert set(result.imported.counts) == {r["resourceType"] for r in dataset()}
     assert tokens.invalidations > 0  # the server said 401 at least once mid-pull
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=20,
+)
+_hostile = st.fixed_dictionaries(
+    {"resourceType": st.sampled_from(["Patient", "ServiceRequest", "Task", "Encounter", "Appointment", "Slot"])},
+    optional={"status": _json, "subject": _json, "identifier": _json, "name": _json, "start": _json,
+              "focus": _json, "period": _json, "contained": _json, "text": _json},
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(junk=st.lists(_hostile, min_size=1, max_size=6))
+def test_hostile_resources_in_search_results_are_quarantined_and_nothing_else_is_lost(tmp_path_factory, junk):
+    ehr = loaded(MockEhr.generic())
+    for resource in junk:
+        ehr.add(resource)
+    cache = Cache.open(tmp_path_factory.mktemp("c") / "cache.db", os.urandom(32))
+    try:
+        with client_for(ehr, "generic") as client:
+            result = EhrPull(client, cache).run()
+        assert result.imported.accepted + result.imported.quarantined == result.imported.lines
+        with cache.reader() as s:
+            assert s.get(Referral, "sr-1") is not None and s.get(Patient, "pat-1") is not None
+    finally:
+        cache.close()
