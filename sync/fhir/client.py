@@ -26,6 +26,7 @@ import re
 import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -120,9 +121,16 @@ class OutcomeWarning:
 
 @dataclass
 class Reply:
+    """An answer. ``response`` is the open, unread response of a streamed 2xx answer."""
+
     status: int
     headers: httpx.Headers
     body: bytes
+    response: httpx.Response | None = None
+
+    def json(self) -> Any:
+        """The body as JSON, within the client's nesting limit; NotFhirResponse otherwise."""
+        return _json(self)
 
 
 Params = Mapping[str, str | Sequence[str]] | Sequence[tuple[str, str]]
@@ -335,9 +343,13 @@ class FhirClient:
             url = self.base_url.join(nexts[0])  # a relative link is resolved, never built
         except (httpx.InvalidURL, ValueError):
             raise NotFhirResponse(status) from None
-        if (url.scheme, url.host, url.port) != (self.base_url.scheme, self.base_url.host, self.base_url.port):
+        if not self.same_origin(url):
             raise EhrRefused("The EHR pointed to a next page on another server; it was not followed.", status)
         return url
+
+    def same_origin(self, url: httpx.URL) -> bool:
+        """Whether ``url`` is on the base URL's scheme, host and port (where the token may go)."""
+        return (url.scheme, url.host, url.port) == (self.base_url.scheme, self.base_url.host, self.base_url.port)
 
     # -- writing --------------------------------------------------------------------------------
 
@@ -454,6 +466,53 @@ class FhirClient:
         if version:
             self._versions[(rtype, rid)] = version
 
+    # -- raw requests (Bulk Data: kick-off, status, files) ---------------------------------------
+
+    def send(
+        self,
+        method: str,
+        url: httpx.URL,
+        *,
+        label: str,
+        headers: Mapping[str, str] | None = None,
+        retry: bool = True,
+    ) -> Reply:
+        """One request to a URL on this EHR's server, with the client's retries, token refresh and
+        errors; the body is read (capped). ``label`` names it in logs (e.g. ``$export``)."""
+        self._check_origin(url)
+        return self._request(method, url, rtype=label, headers=headers, retry=retry)
+
+    @contextmanager
+    def stream(
+        self,
+        url: httpx.URL,
+        *,
+        label: str,
+        headers: Mapping[str, str] | None = None,
+        authorize: bool = True,
+    ) -> Iterator[httpx.Response]:
+        """GET ``url`` like :meth:`send` but yield the 2xx response unread, to be streamed.
+
+        ``authorize=False`` sends no Authorization header (a file that needs no token should not
+        get one). A connection lost while reading raises EhrUnavailable.
+        """
+        self._check_origin(url)
+        reply = self._request("GET", url, rtype=label, headers=headers, stream=True, authorize=authorize)
+        assert reply.response is not None  # a streamed 2xx keeps its response
+        try:
+            yield reply.response
+        except httpx.TransportError as exc:
+            logger.info("EHR GET %s broke off: %s", Safe(label), Safe(type(exc).__name__))
+            raise EhrUnavailable(f"The EHR connection broke off ({type(exc).__name__}).") from None
+        except httpx.DecodingError:
+            raise NotFhirResponse(reply.status) from None
+        finally:
+            reply.response.close()
+
+    def _check_origin(self, url: httpx.URL) -> None:
+        if not self.same_origin(url):
+            raise EhrRefused("The EHR pointed to another server; the request was not sent.")
+
     # -- transport ------------------------------------------------------------------------------
 
     def _url(self, *segments: str) -> httpx.URL:
@@ -469,13 +528,15 @@ class FhirClient:
         body: bytes | None = None,
         retry: bool = True,
         stale: bool = False,
+        stream: bool = False,
+        authorize: bool = True,
     ) -> Reply:
         """Send with retries and one token refresh; map failures to the client's errors."""
         attempt = 0
         refreshed = False
         while True:
             try:
-                reply = self._send_once(method, url, rtype, headers, body)
+                reply = self._send_once(method, url, rtype, headers, body, stream=stream, authorize=authorize)
             except EhrUnavailable as exc:
                 if not retry or attempt >= self._max_retries:
                     raise
@@ -483,7 +544,7 @@ class FhirClient:
                 attempt += 1
                 continue
             if reply.status == 401:
-                if self._auth is None or refreshed:
+                if self._auth is None or refreshed or not authorize:
                     raise EhrAuthFailed("The EHR did not accept this workstation's credentials.")
                 self._auth.invalidate()
                 refreshed = True
@@ -493,15 +554,29 @@ class FhirClient:
             raise self._error(reply, stale)
 
     def _send_once(
-        self, method: str, url: httpx.URL, rtype: str, headers: Mapping[str, str] | None, body: bytes | None
+        self,
+        method: str,
+        url: httpx.URL,
+        rtype: str,
+        headers: Mapping[str, str] | None,
+        body: bytes | None,
+        *,
+        stream: bool = False,
+        authorize: bool = True,
     ) -> Reply:
         all_headers = dict(headers or {})
-        if self._auth is not None:
+        if self._auth is not None and authorize:
             all_headers["Authorization"] = self._auth.authorization()
         started = time.monotonic()
         try:
-            with self._http.stream(method, url, headers=all_headers, content=body) as response:
-                data = _read_capped(response)
+            request = self._http.build_request(method, url, headers=all_headers, content=body)
+            response = self._http.send(request, stream=True)
+            keep = stream and 200 <= response.status_code < 300  # the caller streams and closes it
+            try:
+                data = b"" if keep else _read_capped(response)
+            finally:
+                if not keep:
+                    response.close()
         except httpx.TransportError as exc:
             logger.info("EHR %s %s failed: %s", Safe(method), Safe(rtype), Safe(type(exc).__name__))
             raise EhrUnavailable(f"The EHR could not be reached ({type(exc).__name__}).") from None
@@ -509,9 +584,10 @@ class FhirClient:
         logger.debug("EHR %s %s -> %d in %.0f ms", Safe(method), Safe(rtype), response.status_code, elapsed_ms)
         if response.status_code in RETRY_STATUS:
             raise EhrUnavailable(
-                f"The EHR is busy (HTTP {response.status_code}).", parse_retry_after(response.headers.get("Retry-After"))
+                f"The EHR is busy (HTTP {response.status_code}).",
+                parse_retry_after(response.headers.get("Retry-After")),
             )
-        return Reply(response.status_code, response.headers, data)
+        return Reply(response.status_code, response.headers, data, response if keep else None)
 
     def _wait(self, attempt: int, retry_after: float | None, rtype: str) -> None:
         if retry_after is not None:
