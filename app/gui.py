@@ -91,6 +91,7 @@ def build_main_window(
     idle: IdlePolicy | None = None,
     idle_check_ms: int = 1000,
     sync: QObject | None = None,
+    ehr_sync: QObject | None = None,
 ) -> MainWindow:
     """The main window for ``session`` over ``ws``; what ``run`` and the screenshots both show.
 
@@ -107,7 +108,7 @@ def build_main_window(
     window = MainWindow(
         ctx, ws.users, available_pages(), idle, cache_events, ws.cache.pending_outbox,
         runner=runner, break_glass_minutes=ws.settings.break_glass_minutes, idle_check_ms=idle_check_ms,
-        sync=sync, reimport=inbound_importer,
+        sync=sync, ehr_sync=ehr_sync, reimport=inbound_importer,
     )  # fmt: skip
     window.resize(*WINDOW_SIZE)
     if own_events:
@@ -214,11 +215,14 @@ class Shell(QObject):
         self.window: MainWindow | None = None
         self.session: UserSession | None = None
         self.sync: Any = None
+        self.ehr_sync: Any = None
         self._hub: Any = None
 
     def start_sync(self, session: UserSession) -> None:
-        """Sync with the configured central service, or demo mode's embedded one, as ``session``."""
+        """Sync with the configured EHR, and with the configured central service or demo mode's
+        embedded one, as ``session``."""
         self.session = session
+        self._start_ehr_sync()  # first: a central service that cannot start must not keep the EHR away
         from sync.engine import SyncEngine
         from sync.hub_client import HubClient
         from sync.sync_thread import SyncController
@@ -236,6 +240,24 @@ class Shell(QObject):
         client = HubClient(url, self._credentials, self._ws.workstation_id)
         self.sync = SyncController(SyncEngine(self._ws.cache, client))
         self.sync.start()
+
+    def _start_ehr_sync(self) -> None:
+        """Keep the EHR in step on its own thread; with no EHR configured nothing runs (demo mode
+        seeds the same cache from resources/demo instead)."""
+        settings = self._ws.settings.ehr
+        if not settings.base_url:
+            return
+        from sync.fhir.ehr_sync import EhrSync
+        from sync.sync_thread import SyncController
+
+        self.ehr_sync = SyncController.for_ehr(EhrSync(settings, self._ws.cache))
+        self.ehr_sync.start()
+
+    def _stop_ehr_sync(self) -> None:
+        # Its client holds the EHR sign-in made for the user who is leaving: it goes with them.
+        if self.ehr_sync is not None:
+            self.ehr_sync.stop()
+            self.ehr_sync = None
 
     def _credentials(self) -> tuple[str, str]:
         from sync.hub_client import AuthFailed
@@ -256,7 +278,8 @@ class Shell(QObject):
 
     def show(self, session: UserSession) -> MainWindow:
         self.session = session
-        window = build_main_window(self._ws, session, runner=self._runner, cache_events=self.events, sync=self.sync)
+        window = build_main_window(self._ws, session, runner=self._runner, cache_events=self.events, sync=self.sync,
+                                   ehr_sync=self.ehr_sync)
         window.sign_out_requested.connect(self._sign_out)
         old, self.window = self.window, window
         window.show()
@@ -270,16 +293,19 @@ class Shell(QObject):
     @Slot()
     def _sign_out(self) -> None:
         logger.info("user signed out")
+        self._stop_ehr_sync()
         # The old window stays locked (no PHI on it) behind the dialog until someone signs in.
         session = self.login(self.window)
         if session is None:
             self._app.quit()
             return
+        self._start_ehr_sync()
         self.show(session)
 
     def shutdown(self) -> None:
         if self.window is not None:
             self.window.shutdown()
+        self._stop_ehr_sync()
         if self.sync is not None:
             self.sync.stop()
         if self._hub is not None:

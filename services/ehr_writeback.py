@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.cache.models import EhrWrite
 from app.cache.store import Cache
 
+TABLE = "ehr_writes"
 # kind -> the cache table of the records it sends
 KINDS: dict[str, str] = {"task-status": "referrals", "communication": "checkins", "appointment": "appointments"}
+KIND_TEXT = {"task-status": "Referral status", "communication": "Follow-up check-in", "appointment": "Appointment"}
+# The states a person has to look at: the change stays local until someone acts on it.
+NEEDS_A_PERSON = ("not-accepted", "conflict", "failed")
 STATUS_TEXT = {
     "pending": "waiting to be sent to the EHR",
     "sent": "in the EHR",
@@ -41,7 +45,18 @@ def queue_ehr_write(session: Session, *, kind: str, entity_id: str, user: str) -
         )
     )
     if pending is None:
-        session.add(EhrWrite(kind=kind, entity=entity, entity_id=entity_id, user=user))
+        row = EhrWrite(kind=kind, entity=entity, entity_id=entity_id, user=user)
+        session.add(row)
+        session.flush()
+        pending = row.id
+    # Announced even when a promise was pending already: the record it sends has changed.
+    mark_changed(session, [pending])
+
+
+def mark_changed(session: Session, ids: Iterable[int]) -> None:
+    """Announce changed write-backs with the unit of work's ChangeSet (the EHR sync wakes on it,
+    views refresh); ``ehr_writes`` rows are not records, so the cache does not track them itself."""
+    session.info.setdefault("changed", {}).setdefault(TABLE, set()).update(str(i) for i in ids)
 
 
 @dataclass(frozen=True)
@@ -54,9 +69,18 @@ class EhrWriteState:
 
     @property
     def text(self) -> str:
-        """What the user reads next to the record."""
+        """What the user reads next to the record: the status, and what the reason adds to it."""
         base = STATUS_TEXT.get(self.status, self.status)
-        return f"{base} ({self.detail})" if self.detail and self.status != "sent" else base
+        if not self.detail or self.status == "sent":
+            return base
+        detail = self.detail.rstrip(".")
+        # Reasons often open with what the status says already ("The EHR does not accept this
+        # change (create Task)."): the user reads it once.
+        for said in base.split(": "):
+            if detail.lower().startswith(said.lower()):
+                detail = detail[len(said):].strip(" ()")
+                break
+        return f"{base} ({detail})" if detail else base
 
 
 def ehr_write_states(cache: Cache, entity: str, ids: Iterable[str]) -> dict[str, EhrWriteState]:
@@ -71,3 +95,44 @@ def ehr_write_states(cache: Cache, entity: str, ids: Iterable[str]) -> dict[str,
             for row in rows:  # ascending id: the newest wins
                 out[row.entity_id] = EhrWriteState(row.kind, row.entity_id, row.status, row.detail, row.updated_at)
     return out
+
+
+@dataclass(frozen=True)
+class EhrWriteOverview:
+    """Where the write-backs stand, by the latest write of each record and kind."""
+
+    counts: dict[str, int] = field(default_factory=dict)  # status -> records
+    needing_a_person: list[EhrWriteState] = field(default_factory=list)  # newest first, at most ``limit``
+
+    def count(self, status: str) -> int:
+        return self.counts.get(status, 0)
+
+
+def ehr_write_overview(cache: Cache, *, limit: int = 200) -> EhrWriteOverview:
+    """Counts by status and the write-backs that need a person; record ids and statuses only.
+
+    An older row of a record that a newer one supersedes (the record was sent again since) is
+    history, not work: only each record and kind's latest row counts.
+    """
+    latest = (
+        select(func.max(EhrWrite.id).label("id")).group_by(EhrWrite.entity, EhrWrite.entity_id, EhrWrite.kind)
+        .subquery()
+    )  # fmt: skip
+    with cache.reader() as s:
+        counts = dict(
+            s.execute(select(EhrWrite.status, func.count()).join(latest, EhrWrite.id == latest.c.id)
+                      .group_by(EhrWrite.status)).all()
+        )  # fmt: skip
+        rows = s.scalars(
+            select(EhrWrite).join(latest, EhrWrite.id == latest.c.id)
+            .where(EhrWrite.status.in_(NEEDS_A_PERSON))
+            .order_by(EhrWrite.updated_at.desc(), EhrWrite.id.desc()).limit(limit)
+        )  # fmt: skip
+        states = [EhrWriteState(r.kind, r.entity_id, r.status, r.detail, r.updated_at) for r in rows]
+    return EhrWriteOverview({k: int(v) for k, v in counts.items()}, states)
+
+
+def pending_write_ids(cache: Cache) -> list[int]:
+    """The write-backs still to send."""
+    with cache.reader() as s:
+        return list(s.scalars(select(EhrWrite.id).where(EhrWrite.status == "pending")))

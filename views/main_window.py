@@ -106,6 +106,7 @@ class MainWindow(QMainWindow):
         break_glass_minutes: float = 30.0,
         sync_state: str = OFFLINE_TEXT,
         sync: QObject | None = None,
+        ehr_sync: QObject | None = None,
         reimport: Callable[..., Any] | None = None,
         idle_check_ms: int = IDLE_CHECK_MS,
         activity_source: QObject | None = None,
@@ -124,6 +125,7 @@ class MainWindow(QMainWindow):
             break_glass_minutes: default duration offered for emergency access.
             sync_state: the sync text for the status bar until the first sync status arrives.
             sync: the sync controller (``status_changed`` and ``request_sync`` signals), if any.
+            ehr_sync: the EHR sync controller (the same signals), if an EHR is configured.
             reimport: ``(cache, source) -> importer``, the inbound pipeline that quarantine review
                 retries records through (the views may not import it themselves).
             idle_check_ms: how often the idle policy is asked whether to lock.
@@ -145,7 +147,7 @@ class MainWindow(QMainWindow):
 
         env = PageEnv(
             ctx=ctx, runner=runner, cache_events=cache_events, break_glass_minutes=break_glass_minutes, sync=sync,
-            reimport=reimport,
+            reimport=reimport, ehr_sync=ehr_sync,
         )
         self._specs: list[PageSpec] = []
         self._pages: list[Page] = []
@@ -218,6 +220,8 @@ class MainWindow(QMainWindow):
         self.user_label = plain_label("", object_name="statusUser")
         self.sync_label = plain_label(sync_state, object_name="syncState")
         self.sync_label.setProperty("state", "offline" if sync_state == OFFLINE_TEXT else "online")
+        self.ehr_label = plain_label("", object_name="ehrState")
+        self.ehr_label.setVisible(False)  # shown from the first EHR status on
         self.pending_label = plain_label("", object_name="pendingChanges")
         self.lock_button = QPushButton("Lock", self)
         self.lock_button.setObjectName("lockButton")
@@ -225,6 +229,7 @@ class MainWindow(QMainWindow):
         self.lock_button.setAccessibleName("Lock the workstation")
         status.addWidget(self.user_label)
         status.addWidget(self.sync_label)
+        status.addWidget(self.ehr_label)
         status.addPermanentWidget(self.pending_label)
         status.addPermanentWidget(self.lock_button)
 
@@ -251,6 +256,8 @@ class MainWindow(QMainWindow):
         cache_events.records_changed.connect(self._on_records_changed)  # type: ignore[attr-defined]
         if sync is not None:
             sync.status_changed.connect(self.set_sync_status)  # type: ignore[attr-defined]
+        if ehr_sync is not None:
+            ehr_sync.status_changed.connect(self.set_ehr_status)  # type: ignore[attr-defined]
 
 
         # -- idle lock ------------------------------------------------------------------------------
@@ -478,6 +485,16 @@ class MainWindow(QMainWindow):
             )
         self.offline_banner.setVisible(offline)
         self.refresh_pending()
+
+    @Slot(object)
+    def set_ehr_status(self, status: object) -> None:
+        """Show an EhrStatus in the status bar: the EHR's state and what waits for a person."""
+        from views.sync_page import ehr_short_text
+
+        self.ehr_label.setText(ehr_short_text(status))
+        self.ehr_label.setProperty("state", "online" if str(getattr(status, "state", "")) == "online" else "offline")
+        repolish(self.ehr_label)
+        self.ehr_label.setVisible(True)
 
     def _on_records_changed(self, _change: object) -> None:
         self.refresh_pending()

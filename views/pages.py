@@ -46,6 +46,8 @@ class PageEnv:
         break_glass_minutes: the default duration offered for emergency access.
         sync: the sync controller (``status_changed(status)`` and ``request_sync()`` signals), or
             None when this workstation has no central service.
+        ehr_sync: the EHR sync controller (the same signals, with an EhrStatus), or None when no
+            EHR is configured.
     """
 
     ctx: ServiceContext
@@ -54,6 +56,7 @@ class PageEnv:
     break_glass_minutes: float = 30.0
     sync: QObject | None = None
     reimport: Callable[..., Any] | None = None
+    ehr_sync: QObject | None = None
 
 
 class Page(QWidget):

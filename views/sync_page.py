@@ -1,7 +1,8 @@
-"""The sync panel: conflicts to decide (keep mine / take theirs / edit) and refused changes to retry.
+"""The sync panel: conflicts to decide (keep mine / take theirs / edit), refused changes to retry,
+and where the EHR write-backs stand.
 
-Everything comes from ``services.sync_conflicts`` on a worker; values are PHI-capable and shown as
-plain text, and cleared when the window locks.
+Everything comes from ``services.sync_conflicts`` and ``services.ehr_writeback`` on a worker;
+values are PHI-capable and shown as plain text, and cleared when the window locks.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from services.ehr_writeback import KIND_TEXT, EhrWriteOverview, ehr_write_overview
 from services.sync_conflicts import ConflictView, FailedChange, SyncConflictService
 from views.pages import Page, PageEnv
 from views.widgets import ErrorLabel, plain_label
@@ -62,6 +64,49 @@ def status_text(status: Any) -> str:
     return " · ".join(parts)
 
 
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n:,} {one if n == 1 else (many or one + 's')}"
+
+
+def ehr_short_text(status: Any) -> str:
+    """The status bar's EHR text for an EhrStatus (duck-typed): the state and what needs a person."""
+    parts = [f"EHR {status.state}"]
+    if status.not_accepted:
+        parts.append(f"{status.not_accepted:,} not accepted")
+    if status.conflicts:
+        parts.append(_count(status.conflicts, "conflict"))
+    if status.failed:
+        parts.append(f"{status.failed:,} refused")
+    return " · ".join(parts)
+
+
+def ehr_status_text(status: Any) -> str:
+    """The Sync page's EHR line for an EhrStatus: the state, the last pull, the last problem."""
+    state = str(status.state)
+    last = f"last pull {status.last_pull:%Y-%m-%d %H:%M} UTC" if status.last_pull else "no pull yet"
+    parts = [f"EHR {state}"]
+    if state != "not configured":
+        parts.append(last)
+    if state == "offline":
+        parts.append("changes are kept here and sent when the EHR can be reached")
+    if status.last_error:
+        parts.append(status.last_error)
+    return " · ".join(parts)
+
+
+def ehr_counts_text(overview: EhrWriteOverview) -> str:
+    parts = []
+    if pending := overview.count("pending"):
+        parts.append(f"{_count(pending, 'change')} waiting to be sent")
+    if n := overview.count("not-accepted"):
+        parts.append(f"{n:,} not accepted by the EHR")
+    if n := overview.count("conflict"):
+        parts.append(_count(n, "conflict"))
+    if n := overview.count("failed"):
+        parts.append(f"{n:,} refused by the EHR")
+    return " · ".join(parts) if parts else "Nothing is waiting for the EHR."
+
+
 class EditConflictDialog(QDialog):
     """Type the value to keep for each field in conflict, starting from mine."""
 
@@ -92,6 +137,7 @@ class SyncPage(Page):
 
     CONFLICT_COLUMNS = ("Record", "Fields", "Mine", "Theirs", "Why")
     FAILED_COLUMNS = ("Record", "Change", "Reason", "Tries")
+    EHR_COLUMNS = ("Change", "Record", "Where it stands", "When")
 
     def __init__(self, env: PageEnv, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -103,8 +149,8 @@ class SyncPage(Page):
 
         title = plain_label("Sync", object_name="pageTitle")
         subtitle = plain_label(
-            "Changes are kept locally and sent to the central service. Nothing is overwritten "
-            "silently: when two workstations change the same field, you decide here.",
+            "Changes are kept locally and sent to the central service, and to the EHR where it accepts "
+            "them. Nothing is overwritten silently: when two workstations change the same field, you decide here.",
             object_name="pageSubtitle", word_wrap=True,
         )  # fmt: skip
         self.state_label = plain_label(
@@ -139,6 +185,23 @@ class SyncPage(Page):
         failed_buttons.addWidget(self.retry_button)
         failed_buttons.addStretch(1)
 
+        self.ehr_state_label = plain_label(
+            "Waiting for the first EHR sync…" if env.ehr_sync is not None else "No EHR is configured on this workstation.",
+            object_name="ehrSummary", word_wrap=True,
+        )  # fmt: skip
+        self.ehr_sync_button = QPushButton("Sync E&HR now", self)
+        self.ehr_sync_button.setObjectName("ehrSyncNow")
+        self.ehr_sync_button.setEnabled(env.ehr_sync is not None)
+        self.ehr_sync_button.clicked.connect(self._ehr_sync_now)
+        ehr_top = QHBoxLayout()
+        ehr_top.addWidget(self.ehr_state_label, 1)
+        ehr_top.addWidget(self.ehr_sync_button)
+        self.ehr_counts_label = plain_label("", object_name="ehrCounts", word_wrap=True)
+        self.ehr_table = self._table(self.EHR_COLUMNS, "EHR write-backs that need a person")
+        header = self.ehr_table.horizontalHeader()
+        for col in (0, 1, 3):
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+
         layout = QVBoxLayout(self)
         layout.setContentsMargins(20, 16, 20, 16)
         layout.setSpacing(8)
@@ -152,10 +215,16 @@ class SyncPage(Page):
         layout.addWidget(plain_label("Refused by the central service", object_name="sectionTitle"))
         layout.addWidget(self.failed_table, 1)
         layout.addLayout(failed_buttons)
+        layout.addWidget(plain_label("EHR write-backs", object_name="sectionTitle"))
+        layout.addLayout(ehr_top)
+        layout.addWidget(self.ehr_counts_label)
+        layout.addWidget(self.ehr_table, 2)
 
         env.cache_events.records_changed.connect(self._on_changed)  # type: ignore[attr-defined]
         if env.sync is not None:
             env.sync.status_changed.connect(self.show_status)  # type: ignore[attr-defined]
+        if env.ehr_sync is not None:
+            env.ehr_sync.status_changed.connect(self.show_ehr_status)  # type: ignore[attr-defined]
         self._update_buttons()
 
     def _table(self, columns: tuple[str, ...], name: str) -> QTableWidget:
@@ -181,6 +250,7 @@ class SyncPage(Page):
         self._conflicts, self._failed = [], []
         self.conflict_table.setRowCount(0)
         self.failed_table.setRowCount(0)
+        self.ehr_table.setRowCount(0)
         self._update_buttons()
 
     def focus_target(self) -> QWidget | None:
@@ -192,15 +262,43 @@ class SyncPage(Page):
     def show_status(self, status: Any) -> None:
         self.state_label.setText(status_text(status))
 
+    @Slot(object)
+    def show_ehr_status(self, status: Any) -> None:
+        # The list follows the cache (the EHR sync announces every write-back it moved).
+        self.ehr_state_label.setText(ehr_status_text(status))
+
     def _on_changed(self, change: Any) -> None:
-        if self.isVisible() and {"sync_conflicts", "outbox"} & set(getattr(change, "changed", {})):
+        if not self.isVisible():
+            return
+        tables = set(getattr(change, "changed", {}))
+        if {"sync_conflicts", "outbox"} & tables:
             self.reload()
+        elif "ehr_writes" in tables:
+            self.reload_ehr()
 
     def reload(self) -> None:
         self._env.runner.submit(
             lambda: (self._service.open_conflicts(), self._service.failed_changes()),
             on_result=self._loaded, on_error=self._failed_to_load, owner=self, name="sync.load",
         )  # fmt: skip
+        self.reload_ehr()
+
+    def reload_ehr(self) -> None:
+        self._env.runner.submit(
+            ehr_write_overview, self._env.ctx.cache,
+            on_result=self._ehr_loaded, on_error=self._failed_to_load, owner=self, name="sync.ehr",
+        )  # fmt: skip
+
+    def _ehr_loaded(self, overview: EhrWriteOverview) -> None:
+        self.ehr_counts_label.setText(ehr_counts_text(overview))
+        rows = overview.needing_a_person
+        self.ehr_table.setRowCount(len(rows))
+        for row, w in enumerate(rows):
+            values = (KIND_TEXT.get(w.kind, w.kind), w.entity_id, w.text, f"{w.updated_at:%Y-%m-%d %H:%M} UTC")
+            for col, text in enumerate(values):
+                item = _item(text)
+                item.setToolTip(text)  # the reason can be longer than the column
+                self.ehr_table.setItem(row, col, item)
 
     def _loaded(self, result: object) -> None:
         self._conflicts, self._failed = result  # type: ignore[misc]
@@ -268,3 +366,7 @@ class SyncPage(Page):
     def _sync_now(self) -> None:
         if self._env.sync is not None:
             self._env.sync.request_sync.emit()  # type: ignore[attr-defined]
+
+    def _ehr_sync_now(self) -> None:
+        if self._env.ehr_sync is not None:
+            self._env.ehr_sync.request_sync.emit()  # type: ignore[attr-defined]

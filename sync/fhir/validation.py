@@ -30,6 +30,7 @@ MEMO_KEY_CHARS = 1024
 
 _ModelClass = type[FHIRAbstractModel]
 _Key = tuple[str, str, str]
+_Learn = list[tuple[str, int | None, _Key]]  # (element, list index or None, key) to remember
 _classes: dict[str, _ModelClass] = {}
 _field_names: dict[_ModelClass, dict[str, str]] = {}
 
@@ -62,7 +63,7 @@ class ElementMemo:
     def validate(self, resource_type: str, resource: dict[str, Any]) -> None:
         cls = model_class(resource_type)
         data = resource
-        learn: list[tuple[str, int | None, _Key]] = []
+        learn: _Learn = []
         for name, value in resource.items():
             if isinstance(value, dict):
                 known = self._known(resource_type, name, value, learn, None)
@@ -89,8 +90,9 @@ class ElementMemo:
             self._learn(model, learn)
 
     def _known(
-        self, resource_type: str, name: str, value: dict[str, Any], learn: list[Any], index: int | None
+        self, resource_type: str, name: str, value: dict[str, Any], learn: _Learn, index: int | None
     ) -> FHIRAbstractModel | None:
+        """The validated instance of ``value``, or None (then noted in ``learn`` when seen before)."""
         text = repr(value)  # exact for JSON values: 1, 1.0, True and "1" differ
         if len(text) > MEMO_KEY_CHARS:
             return None
@@ -107,7 +109,7 @@ class ElementMemo:
                 self._seen.add(key)
         return known
 
-    def _learn(self, model: FHIRAbstractModel, learn: list[tuple[str, int | None, _Key]]) -> None:
+    def _learn(self, model: FHIRAbstractModel, learn: _Learn) -> None:
         names = _fields(type(model))
         for name, index, key in learn:
             attribute = names.get(name)

@@ -53,6 +53,16 @@ importer.add(b'{"resourceType": "Patient", "id": "pat-nomrn", "name": [{"family"
 importer.add(b'{"resourceType": "Observation", "id": "obs-1", "status": "final"}')
 importer.add(b'{"resourceType": "Patient", "id": "pat-cut", "name": [')
 importer.finish()
+# Write-backs in the states a person has to look at, so the Sync page's EHR section shows them.
+from app.cache.models import EhrWrite
+with ws.cache.unit_of_work(user="test", origin="sync") as s:
+    for kind, entity, rid, status, detail in [
+        ("task-status", "referrals", "sr-1042", "not-accepted", "The EHR does not accept this change (create Task)."),
+        ("appointment", "appointments", "ap-2203", "conflict", "the EHR changed this record meanwhile"),
+        ("communication", "checkins", "ci-0311", "failed", "The EHR refused the request (HTTP 422)."),
+        ("task-status", "referrals", "sr-1043", "pending", None),
+    ]:
+        s.add(EhrWrite(kind=kind, entity=entity, entity_id=rid, user="casey", status=status, detail=detail))
 for p in render_all(ws, out):
     print(p)
 # What the X server really shows: the main window, grabbed from the screen.
