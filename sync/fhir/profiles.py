@@ -242,9 +242,14 @@ def epic_profile() -> VendorProfile:
       scheduling an appointment using FHIR"). So no Appointment create here.
     - Task: update only, no create; Communication: create -- not confirmed (the Task and
       Communication specification pages on fhir.epic.com were not available to check).
-    - Required ``patient`` on ServiceRequest, Task, Appointment, Encounter and Coverage searches:
-      not confirmed (fhir.epic.com specifications not available to check); kept as the brief's
-      rule, and a search by ``_id`` is exempt.
+    - Required ``patient``: Epic's FHIR error list has "Required search parameter missing from
+      request -- a request missing a required parameter (such as the patient):
+      Condition?category=diagnosis" (https://fhir.epic.com/Documentation?docId=errorcodes, seen
+      quoted). Which resources need it is per resource on fhir.epic.com/Specifications; that it is
+      ServiceRequest, Task, Appointment, Encounter and Coverage is not confirmed. A search by
+      ``_id`` is exempt. Patient search needs a minimum data set (FHIR id, identifier, or name and
+      birth date...) since May 2019 (fhir.epic.com test patients documentation, seen quoted): a
+      pull refreshes the patients it knows by ``_id``; a population comes from Bulk Data.
     - Page size 50: not confirmed; Epic limits large result sets, so ask for modest pages.
     - Stale version 412 (the R4 rule, https://hl7.org/fhir/R4/http.html#concurrency): not confirmed
       for Epic specifically.
@@ -259,7 +264,10 @@ def epic_profile() -> VendorProfile:
         name="epic",
         max_page_size=50,
         repeats_across_pages=False,
-        search_context={t: patient for t in ("ServiceRequest", "Task", "Appointment", "Encounter", "Coverage")},
+        search_context={
+            **{t: patient for t in ("ServiceRequest", "Task", "Appointment", "Encounter", "Coverage")},
+            "Patient": SearchRule(any_of=("_id", "identifier", "family", "given", "birthdate")),
+        },
         stale_version_status=frozenset({412}),
         writes=_writes(Task=("update",), Communication=("create",)),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from app.cache.models import Patient, Quarantined, Referral
 from app.cache.store import Cache
 from sync.fhir.client import FhirClient
 from sync.fhir.profiles import get_profile
+from sync.fhir.bulk_import import BulkImporter
 from sync.fhir.pull import EhrPull
 
 from .mock_ehr import MockEhr
@@ -80,14 +82,25 @@ def test_the_overlap_window_rereads_recent_changes_without_duplicating_them(cach
     assert again.imported.unchanged == again.imported.accepted > 0
 
 
+def population(cache, ehr: MockEhr, *ids: str) -> None:
+    """What a Group Bulk export gives an Epic site first: the patients (Epic lists none by search)."""
+    importer = BulkImporter(cache)
+    for rid in ids:
+        importer.add(json.dumps(ehr.store["Patient"][rid]).encode())
+    importer.finish()
+
+
 def test_epic_is_asked_per_known_patient_and_a_new_patient_gets_their_whole_history(cache):
     ehr = loaded(MockEhr.epic())
+    population(cache, ehr, "pat-1")
     with client_for(ehr, "epic") as client:
         result = EhrPull(client, cache).run()
     assert result.imported.quarantined == 0
     assert all(r.url.params.get("patient") for r in searches(ehr, "ServiceRequest"))
     assert not [r for r in ehr.requests if r.url.path.endswith("/ServiceRequest") and "patient" not in r.url.params]
     assert result.warnings  # Epic's OperationOutcome warnings inside bundles are reported, not imported
+    patient_searches = searches(ehr, "Patient")
+    assert patient_searches and all(r.url.params.get("_id") for r in patient_searches)
     with cache.reader() as s:
         assert s.get(Referral, "sr-1") is not None
 
@@ -98,6 +111,7 @@ def test_epic_is_asked_per_known_patient_and_a_new_patient_gets_their_whole_hist
                    "subject": ref("Patient/pat-new"), "code": {"text": "Cardiology"}, "priority": "routine"})
     old["meta"]["lastUpdated"] = "2000-01-01T00:00:00Z"
     ehr.store["ServiceRequest"]["sr-old"] = old
+    population(cache, ehr, "pat-new")
     with client_for(ehr, "epic") as client:
         EhrPull(client, cache).run()
     with cache.reader() as s:

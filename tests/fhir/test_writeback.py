@@ -17,7 +17,7 @@ from sync.fhir.pull import EhrPull
 from sync.fhir.writeback import EhrWriter
 
 from .mock_ehr import MockEhr
-from .test_pull import client_for, loaded
+from .test_pull import client_for, loaded, population
 
 
 @pytest.fixture
@@ -28,6 +28,8 @@ def cache(tmp_path: Path):
 
 
 def pulled(cache: Cache, ehr: MockEhr, vendor: str) -> MockEhr:
+    if vendor == "epic":
+        population(cache, ehr, *ehr.store["Patient"])
     with client_for(ehr, vendor) as client:
         assert EhrPull(client, cache).run().imported.quarantined == 0
     return ehr
