@@ -88,6 +88,59 @@ class EhrSettings:
             raise ConfigError("ehr.pull_minutes must be more than 0")
 
 
+@dataclass(frozen=True)
+class TriageSettings:
+    """The ``[triage]`` table: when a referral's suggested urgency may skip the human triage queue.
+
+    A suggestion goes to the human queue below ``threshold`` (its calibrated confidence), and a
+    suggestion of "routine" needs ``routine_threshold``, because missing an urgent referral costs
+    more than looking at a routine one twice. ``endpoint`` names an external model; it is refused
+    unless it is also listed in ``baa_endpoints`` (services/triage/policy.py checks that).
+    """
+
+    threshold: float = 0.80
+    routine_threshold: float = 0.90
+    endpoint: str = ""  # empty: the local model only, nothing leaves the machine
+
+    def __post_init__(self) -> None:
+        for name in ("threshold", "routine_threshold"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+                raise ConfigError(f"triage.{name} must be a number more than 0 and at most 1")
+        if self.routine_threshold < self.threshold:
+            raise ConfigError("triage.routine_threshold must be at least triage.threshold")
+
+
+@dataclass(frozen=True)
+class ReferralSettings:
+    """The ``[referrals]`` table: an organisation's overrides of the referral workflow.
+
+    Empty or None means "the default of ``services.referral_workflow``", where every default
+    lives (one place); the workflow checks the codes used here when the settings are built.
+
+    ``column_titles`` and ``sla_days`` are sub-tables (``[referrals.sla_days]`` with ``urgent = 10``;
+    keys: emergent, urgent, routine, untriaged). ``preauth_payers`` lists the payers (organisation
+    id or name) that need a pre-authorization, ``"*"`` meaning every payer;
+    ``preauth_exempt_payers`` the ones that never do. ``auto_accept_triage``: whether a triage
+    suggestion from the automatic queue sets the urgency of an untriaged referral.
+    """
+
+    column_titles: dict[str, str] = field(default_factory=dict)
+    sla_days: dict[str, float] = field(default_factory=dict)
+    preauth_payers: tuple[str, ...] | None = None
+    preauth_exempt_payers: tuple[str, ...] = ()
+    auto_accept_triage: bool | None = None
+
+    def __post_init__(self) -> None:
+        overridden = (self.column_titles, self.sla_days, self.preauth_exempt_payers,
+                      self.preauth_payers is not None, self.auto_accept_triage is not None)
+        if any(overridden):
+            # Deferred: the codes and defaults live with the workflow, not here.
+            from services.referral_workflow import check_settings
+
+            check_settings(self)
+
+
 def _table(cls: type, raw: object, name: str) -> object:
     if not isinstance(raw, dict):
         raise ConfigError(f"{name} must be a table")
@@ -115,6 +168,8 @@ class Settings:
     hub_url: str = ""
     baa_endpoints: tuple[str, ...] = field(default_factory=tuple)
     ehr: EhrSettings = field(default_factory=EhrSettings)
+    referrals: ReferralSettings = field(default_factory=ReferralSettings)
+    triage: TriageSettings = field(default_factory=TriageSettings)
 
     def __post_init__(self) -> None:
         if not 0 < self.idle_lock_minutes <= MAX_IDLE_LOCK_MINUTES:
@@ -138,6 +193,15 @@ def load_settings(paths: Paths) -> Settings:
         raw["baa_endpoints"] = tuple(raw["baa_endpoints"])
     if "ehr" in raw:
         raw["ehr"] = _table(EhrSettings, raw["ehr"], f"{paths.config.name} [ehr]")
+    if "referrals" in raw:
+        ref = raw["referrals"]
+        if isinstance(ref, dict):
+            for key in ("preauth_payers", "preauth_exempt_payers"):
+                if isinstance(ref.get(key), list):
+                    ref[key] = tuple(ref[key])
+        raw["referrals"] = _table(ReferralSettings, ref, f"{paths.config.name} [referrals]")
+    if "triage" in raw:
+        raw["triage"] = _table(TriageSettings, raw["triage"], f"{paths.config.name} [triage]")
     return _table(Settings, raw, paths.config.name)  # type: ignore[return-value]
 
 

@@ -156,7 +156,7 @@ class Credential(Record):
 
 class Referral(Record):
     __tablename__ = "referrals"
-    phi_fields = frozenset({"reason", "letter_text"})
+    phi_fields = frozenset({"reason", "letter_text", "triage_reasons"})
 
     patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
     status: Mapped[str] = mapped_column(String(32), default="new", index=True)
@@ -172,6 +172,39 @@ class Referral(Record):
     closed_reason: Mapped[str | None] = mapped_column(String(200))
     ehr_task_id: Mapped[str | None] = mapped_column(String(64))
     ehr_task_status: Mapped[str | None] = mapped_column(String(32))
+    # Where ``urgency`` came from: None (the referrer's priority, e.g. the EHR's), "model" (a
+    # triage suggestion from the automatic queue), "coordinator" (a person decided it).
+    urgency_source: Mapped[str | None] = mapped_column(String(16))
+    urgency_decided_by: Mapped[str | None] = mapped_column(String(64))
+    urgency_decided_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # The latest triage suggestion (services.triage); it never replaces a person's decision.
+    triage_urgency: Mapped[str | None] = mapped_column(String(16))
+    triage_confidence: Mapped[float | None] = mapped_column(Float)
+    triage_queue: Mapped[str | None] = mapped_column(String(8))  # human, auto
+    triage_model: Mapped[str | None] = mapped_column(String(64))
+    triage_reasons: Mapped[list[Any] | None] = mapped_column(JSON)  # may quote the letter: PHI
+    triage_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class ReferralEvent(Record):
+    """One entry of a referral's timeline (services.referrals). Append-only by convention.
+
+    ``text`` holds whatever a person typed (a note, a reason) and is PHI; ``data`` holds codes,
+    ids and dates only.
+    """
+
+    __tablename__ = "referral_events"
+    __table_args__ = (Index("ix_referral_events_referral_at", "referral_id", "at"),)
+    phi_fields = frozenset({"text"})
+
+    referral_id: Mapped[str] = mapped_column(ForeignKey("referrals.id"))
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    user: Mapped[str] = mapped_column(String(64))
+    # created, moved, note, assigned, triage-suggested, urgency-decided, preauth, booked,
+    # rescheduled, cancelled, no-show, transition, ehr
+    kind: Mapped[str] = mapped_column(String(24))
+    text: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class PreAuthorization(Record):

@@ -127,6 +127,7 @@ class MemoryLookup:
         "practitioner_roles": ("practitioner_id", "organization_id"),
         "followup_plans": ("patient_id",),
         "checkins": ("plan_id",),
+        "referrals": ("urgency", "urgency_source"),
     }
 
     def __init__(self, tables: dict[str, dict[str, dict[str, Any]]] | None = None) -> None:
@@ -541,6 +542,9 @@ def map_practitioner_role(r: dict[str, Any], lookup: Lookup) -> MappedResource:
                           [Row("staff", staff_id, values, update_only=True)], facts=facts)
 
 
+_URGENCY_RANK = {"routine": 0, "urgent": 1, "emergent": 2}
+
+
 def map_service_request(r: dict[str, Any], lookup: Lookup) -> MappedResource:
     patient = _ref_id(r.get("subject"), "Patient", "subject", required=True)
     requester = _reference(r.get("requester"), ("Practitioner", "PractitionerRole", "Organization"), "requester")
@@ -576,6 +580,13 @@ def map_service_request(r: dict[str, Any], lookup: Lookup) -> MappedResource:
         "payer_org_id": payer or None,
     }
     defaults: dict[str, Any] = {"status": "new"}
+    urgency = values["urgency"]
+    if lookup.attribute("referrals", r["id"], "urgency_source") is not None:
+        # Triaged here: a new EHR version keeps that decision, except that a referrer's escalation
+        # (a more urgent priority) always comes through.
+        stored = lookup.attribute("referrals", r["id"], "urgency")
+        if _URGENCY_RANK.get(urgency, -1) <= _URGENCY_RANK.get(stored, -1):
+            del values["urgency"]
     if received is not None:
         values["received_at"] = received
     else:  # first seen now; a later version without authoredOn must not move it

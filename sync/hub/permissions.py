@@ -44,6 +44,7 @@ ENTITY_ACCESS: dict[str, Access] = {
     "credentials": _ROSTER,
     # referrals
     "referrals": _REFERRAL,
+    "referral_events": _REFERRAL,  # the referral timeline (notes are PHI, like the letter)
     "preauthorizations": _REFERRAL,
     "coverages": _REFERRAL,
     "schedules": _a({P.REFERRAL_READ, P.ANALYTICS_READ}, {P.REFERRAL_WRITE}),

@@ -191,3 +191,29 @@ def test_hostile_resources_in_search_results_are_quarantined_and_nothing_else_is
             assert s.get(Referral, "sr-1") is not None and s.get(Patient, "pat-1") is not None
     finally:
         cache.close()
+
+
+def test_a_coordinators_triage_survives_a_new_ehr_version_but_an_escalation_comes_through(cache):
+    ehr = loaded(MockEhr.generic())
+    with client_for(ehr, "generic") as client:
+        EhrPull(client, cache).run()
+    with cache.unit_of_work(user="casey") as s:
+        referral = s.get(Referral, "sr-1")
+        referral.urgency, referral.urgency_source = "urgent", "coordinator"
+    with cache.unit_of_work(user="sync", origin="sync") as s:
+        s.get(Referral, "sr-1").dirty = False  # pushed to the central service meanwhile
+
+    def new_version(priority: str) -> None:
+        sr = copy.deepcopy(ehr.store["ServiceRequest"]["sr-1"])
+        sr["priority"] = priority
+        ehr._stamp(sr, str(int(sr["meta"]["versionId"]) + 1))
+        ehr.store["ServiceRequest"]["sr-1"] = sr
+        with client_for(ehr, "generic") as client:
+            EhrPull(client, cache).run()
+
+    new_version("routine")  # the referrer's form changed, not the triage decision
+    with cache.reader() as s:
+        assert s.get(Referral, "sr-1").urgency == "urgent"
+    new_version("stat")  # the referrer escalates: that always comes through
+    with cache.reader() as s:
+        assert s.get(Referral, "sr-1").urgency == "emergent"
