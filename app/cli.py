@@ -21,6 +21,7 @@ from app.config import Paths, default_home, load_settings
 from app.errors import KnownError, WrongPassphrase
 from app.logs import Safe, install_logging
 from app.security.roles import Role
+from app.triage_cli import register as register_triage
 from sync.fhir.cli import register as register_ehr
 from sync.hub.cli import register as register_hub
 
@@ -236,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_hub(sub)
     register_ehr(sub, _open)
+    register_triage(sub)
 
     sc = sub.add_parser("screenshots", help="render every main page to DIR/<page>.png")
     sc.add_argument("dir")

@@ -103,7 +103,9 @@ class SyncConflictService:
                         s.add(record)
                     for k, v in values.items():
                         setattr(record, k, v)
-                    record.remote_version, record.dirty, record.source = c.server_version, False, "hub"
+                    if record.source is None:  # new here; an existing record keeps its origin
+                        record.source = "hub"
+                    record.remote_version, record.dirty = c.server_version, False
             else:
                 if choice == "mine":
                     chosen = {f: c.mine.get(f) for f in c.mine_fields}

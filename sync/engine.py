@@ -367,21 +367,21 @@ class SyncEngine:
                 by_shape.setdefault(tuple(sorted(row)), []).append(row)
             for shape, group in by_shape.items():
                 stmt = sqlite_insert(table)
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=["id"], set_={k: stmt.excluded[k] for k in shape if k != "id"}
+                stmt = stmt.on_conflict_do_update(  # a record keeps its origin (source) once stored
+                    index_elements=["id"], set_={k: stmt.excluded[k] for k in shape if k not in ("id", "source")}
                 )
                 s.execute(stmt, group)
 
     @staticmethod
     def _local_versions(s: Session, latest: dict[tuple[str, str], dict[str, Any]]) -> dict[tuple[str, str], int]:
-        """The service version each local copy already has (records not from the EHR)."""
+        """The service version each local copy already has."""
         by_entity: dict[str, list[str]] = {}
         for entity, rid in latest:
             by_entity.setdefault(entity, []).append(rid)
         out: dict[tuple[str, str], int] = {}
         for entity, ids in by_entity.items():
             table = RECORD_TYPES[entity].__table__
-            q = select(table.c.id, table.c.remote_version).where(table.c.id.in_(ids), table.c.source != "ehr")
+            q = select(table.c.id, table.c.remote_version).where(table.c.id.in_(ids))
             for rid, version in s.execute(q):
                 if (n := _as_int(version)) is not None:
                     out[(entity, rid)] = n

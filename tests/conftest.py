@@ -13,6 +13,8 @@ import pytest  # noqa: E402
 from app.workstation import Workstation, open_workstation  # noqa: E402
 
 TEST_PASSPHRASE = "correct horse battery staple"
+# The real FHIR server process (fixtures real_fhir_server, fresh_fhir_server) for any test that asks.
+pytest_plugins = ["tests.fhir.real_server"]
 
 
 @pytest.fixture

@@ -50,7 +50,8 @@ class Record(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
     source: Mapped[str] = mapped_column(String(16), default="local")
-    remote_version: Mapped[str | None] = mapped_column(String(64))
+    remote_version: Mapped[str | None] = mapped_column(String(64))  # the central service's version
+    ehr_version: Mapped[str | None] = mapped_column(String(64))  # the EHR's versionId, when it came from one
     dirty: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 

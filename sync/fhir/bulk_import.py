@@ -254,13 +254,13 @@ class _Writer:
             return "inserted"
         changes = {k: v for k, v in row.values.items() if stored.get(k) != v}
         if not row.update_only:
-            incoming = row.values.get("remote_version")
+            # The EHR's version, apart from the central service's (remote_version): a record that
+            # went round the service keeps both, and its origin (source).
+            incoming = row.values.get("ehr_version")
             if incoming is None:
-                changes.pop("remote_version", None)  # keep the last version the EHR named
-            elif not _version_is_newer(incoming, stored.get("remote_version")):
+                changes.pop("ehr_version", None)  # keep the last version the EHR named
+            elif not _version_is_newer(incoming, stored.get("ehr_version")):
                 return "unchanged"
-            if stored.get("source") != self.source:
-                changes["source"] = self.source
         if not changes:
             return "unchanged"
         if stored.get("dirty"):

@@ -9,7 +9,7 @@ the target tables. It writes nothing; :mod:`sync.fhir.bulk_import` does.
 Rules every mapper follows:
 
 * The FHIR id is the record id (no namespacing is needed: every resource type lands in its own
-  table); ``meta.versionId`` becomes ``remote_version``. Derived rows (a practitioner's credentials)
+  table); ``meta.versionId`` becomes ``ehr_version``. Derived rows (a practitioner's credentials)
   get ids derived from the parent's id, so a re-import finds them again.
 * Only the fields a function of the application needs are taken; everything else is dropped.
 * Datetimes become naive UTC ``datetime``; dates become ``date`` (a partial FHIR date such as
@@ -406,7 +406,7 @@ Mapper = Callable[[dict[str, Any], Lookup], MappedResource]
 
 
 def _base(resource: dict[str, Any]) -> dict[str, Any]:
-    return {"remote_version": _version(resource)}
+    return {"ehr_version": _version(resource)}
 
 
 def map_patient(r: dict[str, Any], lookup: Lookup) -> MappedResource:
@@ -435,14 +435,14 @@ def map_patient(r: dict[str, Any], lookup: Lookup) -> MappedResource:
         "sex": _clip(r.get("gender"), 16),
         "phone": _clip(phones[0]["value"], 40) if phones else None,
     }
-    return MappedResource("Patient", r["id"], values["remote_version"], [Row("patients", r["id"], values)])
+    return MappedResource("Patient", r["id"], values["ehr_version"], [Row("patients", r["id"], values)])
 
 
 def map_organization(r: dict[str, Any], lookup: Lookup) -> MappedResource:
     code = _code(_list(r.get("type")), systems.ORG_TYPE)
     kind = ORG_KIND.get(code or "", code or "other")
     values = _base(r) | {"name": _clip(r.get("name"), 200) or "", "kind": kind[:32]}
-    return MappedResource("Organization", r["id"], values["remote_version"],
+    return MappedResource("Organization", r["id"], values["ehr_version"],
                           [Row("organizations", r["id"], values)])
 
 
@@ -456,7 +456,7 @@ def map_location(r: dict[str, Any], lookup: Lookup) -> MappedResource:
     if physical == "wa" or (physical is None and unit_kind not in (None, "clinic")):
         org = _ref_id(r.get("managingOrganization"), "Organization", "managingOrganization")
         values = base | {"name": name, "kind": (unit_kind or "ward")[:32], "organization_id": org}
-        return MappedResource("Location", r["id"], base["remote_version"], [Row("units", r["id"], values)])
+        return MappedResource("Location", r["id"], base["ehr_version"], [Row("units", r["id"], values)])
     kind = room_kind or (unit_kind if unit_kind == "clinic" else None) or PHYSICAL_KIND.get(physical or "")
     kind = kind or physical or "other"
     unit_id, parent_id = _location_target(r.get("partOf"), lookup, "partOf")
@@ -468,7 +468,7 @@ def map_location(r: dict[str, Any], lookup: Lookup) -> MappedResource:
         "parent_id": parent_id,
         "status": "active" if status in (None, "active") else "closed",
     }
-    return MappedResource("Location", r["id"], base["remote_version"], [Row("locations", r["id"], values)])
+    return MappedResource("Location", r["id"], base["ehr_version"], [Row("locations", r["id"], values)])
 
 
 def map_practitioner(r: dict[str, Any], lookup: Lookup) -> MappedResource:
@@ -498,14 +498,14 @@ def map_practitioner(r: dict[str, Any], lookup: Lookup) -> MappedResource:
         suffix = f"cred.{code}" if seen[code] == 1 else f"cred.{code}.{seen[code]}"
         period = _dict(qual.get("period"))
         rows.append(Row("credentials", _derived_id(sid, suffix), {
-            "remote_version": values["remote_version"],
+            "ehr_version": values["ehr_version"],
             "staff_id": sid,
             "code": code,
             "issued_on": _date(period.get("start"), f"qualification[{i}].period.start"),
             "expires_on": _date(period.get("end"), f"qualification[{i}].period.end"),
         }))
     prune = [Prune("credentials", "staff_id", sid, frozenset(row.id for row in rows[1:]))]
-    return MappedResource("Practitioner", sid, values["remote_version"], rows, prune)
+    return MappedResource("Practitioner", sid, values["ehr_version"], rows, prune)
 
 
 def map_practitioner_role(r: dict[str, Any], lookup: Lookup) -> MappedResource:
@@ -592,7 +592,7 @@ def map_service_request(r: dict[str, Any], lookup: Lookup) -> MappedResource:
     else:  # first seen now; a later version without authoredOn must not move it
         last = _instant(_dict(r.get("meta")).get("lastUpdated"), "meta.lastUpdated")
         defaults["received_at"] = last or dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    return MappedResource("ServiceRequest", r["id"], values["remote_version"],
+    return MappedResource("ServiceRequest", r["id"], values["ehr_version"],
                           [Row("referrals", r["id"], values, insert_defaults=defaults)])
 
 
@@ -629,7 +629,7 @@ def map_coverage(r: dict[str, Any], lookup: Lookup) -> MappedResource:
         "member_id": _clip(r.get("subscriberId"), 64),
         "status": _clip(r.get("status"), 16) or "active",
     }
-    return MappedResource("Coverage", r["id"], values["remote_version"], [Row("coverages", r["id"], values)])
+    return MappedResource("Coverage", r["id"], values["ehr_version"], [Row("coverages", r["id"], values)])
 
 
 def map_schedule(r: dict[str, Any], lookup: Lookup) -> MappedResource:
@@ -645,7 +645,7 @@ def map_schedule(r: dict[str, Any], lookup: Lookup) -> MappedResource:
         "location_id": location_id,
         "service_line": _clip(_first_text(r.get("serviceType")), 80),
     }
-    return MappedResource("Schedule", r["id"], values["remote_version"], [Row("schedules", r["id"], values)])
+    return MappedResource("Schedule", r["id"], values["ehr_version"], [Row("schedules", r["id"], values)])
 
 
 def map_slot(r: dict[str, Any], lookup: Lookup) -> MappedResource:
@@ -655,7 +655,7 @@ def map_slot(r: dict[str, Any], lookup: Lookup) -> MappedResource:
         "end": _instant(r.get("end"), "end", required=True),
         "status": _clip(r.get("status"), 16) or "free",
     }
-    return MappedResource("Slot", r["id"], values["remote_version"], [Row("slots", r["id"], values)])
+    return MappedResource("Slot", r["id"], values["ehr_version"], [Row("slots", r["id"], values)])
 
 
 def map_appointment(r: dict[str, Any], lookup: Lookup) -> MappedResource:
@@ -695,7 +695,7 @@ def map_appointment(r: dict[str, Any], lookup: Lookup) -> MappedResource:
     # identifier: it updates the appointment it came from instead of doubling it.
     echo = _identifier(r.get("identifier"), systems.APPOINTMENT)
     row_id = echo if echo and echo != r["id"] and lookup.exists("appointments", echo) else r["id"]
-    return MappedResource("Appointment", r["id"], values["remote_version"],
+    return MappedResource("Appointment", r["id"], values["ehr_version"],
                           [Row("appointments", row_id, values)])
 
 
@@ -725,7 +725,7 @@ def map_encounter(r: dict[str, Any], lookup: Lookup) -> MappedResource:
         "admit_source": _clip(_concept_text(hosp.get("admitSource")), 40),
         "discharge_disposition": _clip(_concept_text(hosp.get("dischargeDisposition")), 40),
     }
-    return MappedResource("Encounter", r["id"], values["remote_version"], [Row("encounters", r["id"], values)])
+    return MappedResource("Encounter", r["id"], values["ehr_version"], [Row("encounters", r["id"], values)])
 
 
 # --- post-discharge follow-up -----------------------------------------------------------------
@@ -793,7 +793,7 @@ def map_care_plan(r: dict[str, Any], lookup: Lookup) -> MappedResource:
         "status": _clip(r.get("status"), 16) or "active",
         "starts_on": starts,
     }
-    return MappedResource("CarePlan", r["id"], values["remote_version"],
+    return MappedResource("CarePlan", r["id"], values["ehr_version"],
                           [Row("followup_plans", r["id"], values)])
 
 
@@ -819,7 +819,7 @@ def map_communication_request(r: dict[str, Any], lookup: Lookup) -> MappedResour
     defaults = {"channel": "phone", "status": "due"}
     if isinstance(status, str) and status in REQUEST_STATUS:
         values["status"] = REQUEST_STATUS[status]
-    return MappedResource("CommunicationRequest", r["id"], values["remote_version"],
+    return MappedResource("CommunicationRequest", r["id"], values["ehr_version"],
                           [Row("checkins", r["id"], values, insert_defaults=defaults)])
 
 
@@ -872,7 +872,7 @@ def map_communication(r: dict[str, Any], lookup: Lookup) -> MappedResource:
         values["status"] = "cancelled"
     row = Row("checkins", _derived_id(r["id"], CONTACT_SUFFIX), values,
               insert_defaults={"channel": "phone", "status": "due"})
-    return MappedResource("Communication", r["id"], values["remote_version"], [row])
+    return MappedResource("Communication", r["id"], values["ehr_version"], [row])
 
 
 MAPPERS: dict[str, Mapper] = {

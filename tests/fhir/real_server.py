@@ -1,7 +1,7 @@
 """A real FHIR R4 server process on loopback for integration tests: SEKMET (PyPI `sekmet-fhir`).
 
-`make fhir-server` installs it, pinned with hashes, into tools/fhir-server/.venv. tests/fhir/conftest.py makes
-its fixtures available to every test under tests/fhir:
+`make fhir-server` installs it, pinned with hashes, into tools/fhir-server/.venv. tests/conftest.py makes its
+fixtures available to every test:
 
     def test_x(real_fhir_server: RealFhirServer) -> None:
         httpx.get(f"{real_fhir_server.base_url}/metadata")

@@ -70,7 +70,7 @@ def test_dataset_imports_completely(cache: Cache, tmp_path: Path) -> None:
         referral = s.get(Referral, "sr-1")
         assert (referral.status, referral.urgency, referral.payer_org_id, referral.ehr_task_id) == (
             "triage", "urgent", "org-pay", "task-1")
-        assert (referral.source, referral.remote_version, referral.dirty) == ("ehr", "1", False)
+        assert (referral.source, referral.ehr_version, referral.dirty) == ("ehr", "1", False)
         nurse = s.get(Staff, "pr-rn1")
         assert (nurse.profession, nurse.employment, nurse.unit_id) == ("RN", "float", "ward-4w")
         assert s.get(Encounter, "enc-1").unit_id == "ward-4w"
@@ -170,7 +170,7 @@ def test_versions_newer_updates_older_and_same_are_skipped(cache: Cache, tmp_pat
     result = import_ndjson_dir(cache, write_folder(tmp_path / "v12", [newer]))
     assert result.updated == 1
     with cache.reader() as s:
-        assert s.execute(text("SELECT name, remote_version FROM patients")).one() == ("Pat Newer", "12")
+        assert s.execute(text("SELECT name, ehr_version FROM patients")).one() == ("Pat Newer", "12")
 
     unversioned = copy.deepcopy(newer)
     del unversioned["meta"]
@@ -189,7 +189,7 @@ def test_duplicate_ids_in_one_batch(cache: Cache, tmp_path: Path) -> None:
     result = import_ndjson_dir(cache, write_folder(tmp_path / "e", [v1, v2]))
     assert (result.inserted, result.updated) == (1, 1)
     with cache.reader() as s:
-        assert s.execute(text("SELECT sex, remote_version FROM patients")).one() == ("male", "2")
+        assert s.execute(text("SELECT sex, ehr_version FROM patients")).one() == ("male", "2")
 
 
 def test_unsent_local_change_is_kept(cache: Cache, tmp_path: Path) -> None:

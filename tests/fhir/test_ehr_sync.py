@@ -20,7 +20,7 @@ from sync.fhir.ehr_sync import EhrState, EhrSync
 from sync.sync_thread import SyncController
 
 from .mock_ehr import CANARY, MockEhr
-from .test_pull import loaded, searches
+from .test_pull import loaded, population, searches
 
 
 @pytest.fixture
@@ -44,6 +44,8 @@ def no_wait_connect(settings, cache, **kw):
 
 
 def ehr_sync(cache: Cache, ehr: MockEhr, vendor: str = "generic", *, transport=None, **kw) -> EhrSync:
+    if vendor == "epic":  # Epic lists no patients by search: a site starts from a Bulk export
+        population(cache, ehr, *ehr.store["Patient"])
     settings = EhrSettings(base_url=ehr.base, vendor=vendor, **kw.pop("settings", {}))
     return EhrSync(settings, cache, connect=no_wait_connect, transport=transport or ehr.transport(), **kw)
 

@@ -168,7 +168,7 @@ def test_patient_minimum_necessary(mapped: dict[str, MappedResource]) -> None:
     (row,) = mapped["pat-1"].rows
     assert row.table == "patients" and row.id == "pat-1"
     assert row.values == {
-        "remote_version": "1", "mrn": "MRN0001", "name": "Pat Sample",
+        "ehr_version": "1", "mrn": "MRN0001", "name": "Pat Sample",
         "birth_date": dt.date(1961, 7, 4), "sex": "female", "phone": "555-0199",
     }
 
@@ -219,7 +219,7 @@ def test_bed_before_its_room_is_a_dangling_reference() -> None:
 def test_practitioner_staff_and_credentials(mapped: dict[str, MappedResource]) -> None:
     staff, *creds = mapped["pr-rn1"].rows
     assert staff.table == "staff"
-    assert staff.values == {"remote_version": "1", "name": "Alex Testnurse", "npi": "1000000001", "active": True}
+    assert staff.values == {"ehr_version": "1", "name": "Alex Testnurse", "npi": "1000000001", "active": True}
     assert staff.insert_defaults["profession"] == "unknown"
     assert [(c.table, c.id, c.values["code"], c.values["issued_on"], c.values["expires_on"]) for c in creds] == [
         ("credentials", "pr-rn1.cred.BLS", "BLS", dt.date(2023, 1, 10), dt.date(2025, 1, 10)),
@@ -249,7 +249,7 @@ def test_role_for_unknown_practitioner_is_dangling() -> None:
 def test_service_request_to_referral(mapped: dict[str, MappedResource]) -> None:
     (row,) = mapped["sr-1"].rows
     assert row.values == {
-        "remote_version": "1", "patient_id": "pat-1", "urgency": "urgent", "specialty": "Cardiology",
+        "ehr_version": "1", "patient_id": "pat-1", "urgency": "urgent", "specialty": "Cardiology",
         "reason": "Palpitations", "letter_text": "Please see soon.\n\nHolter attached.",
         "referring_staff_id": "pr-md1", "referring_org_id": "org-practice", "payer_org_id": "org-pay",
         "received_at": dt.datetime(2024, 4, 30, 18, 15),
@@ -288,18 +288,18 @@ def test_task_with_unknown_workflow_code_is_refused() -> None:
 
 def test_coverage(mapped: dict[str, MappedResource]) -> None:
     (row,) = mapped["cov-1"].rows
-    assert row.values == {"remote_version": "1", "patient_id": "pat-1", "payer_org_id": "org-pay",
+    assert row.values == {"ehr_version": "1", "patient_id": "pat-1", "payer_org_id": "org-pay",
                           "plan": "Gold PPO", "member_id": "SUB-1", "status": "active"}
 
 
 def test_schedule_slot_appointment(mapped: dict[str, MappedResource]) -> None:
-    assert mapped["sch-1"].rows[0].values == {"remote_version": "1", "staff_id": "pr-md1",
+    assert mapped["sch-1"].rows[0].values == {"ehr_version": "1", "staff_id": "pr-md1",
                                               "location_id": "clinic-card", "service_line": "Cardiology"}
     assert mapped["slot-1"].rows[0].values == {
-        "remote_version": "1", "schedule_id": "sch-1", "start": dt.datetime(2024, 5, 10, 9),
+        "ehr_version": "1", "schedule_id": "sch-1", "start": dt.datetime(2024, 5, 10, 9),
         "end": dt.datetime(2024, 5, 10, 9, 30), "status": "busy"}
     assert mapped["appt-1"].rows[0].values == {
-        "remote_version": "1", "patient_id": "pat-1", "referral_id": "sr-1", "staff_id": "pr-md1",
+        "ehr_version": "1", "patient_id": "pat-1", "referral_id": "sr-1", "staff_id": "pr-md1",
         "slot_id": "slot-1", "location_id": "clinic-card", "service_line": "Cardiology",
         "start": dt.datetime(2024, 5, 10, 9), "end": dt.datetime(2024, 5, 10, 9, 30), "status": "booked"}
 
@@ -317,7 +317,7 @@ def test_appointment_needs_a_patient_and_a_start() -> None:
 
 def test_encounter(mapped: dict[str, MappedResource]) -> None:
     assert mapped["enc-1"].rows[0].values == {
-        "remote_version": "1", "patient_id": "pat-1", "klass": "inpatient", "status": "finished",
+        "ehr_version": "1", "patient_id": "pat-1", "klass": "inpatient", "status": "finished",
         "service_line": "Medicine", "unit_id": "ward-4w", "bed_id": "bed-4w-01a",
         "start": dt.datetime(2024, 4, 1, 20, 30), "end": dt.datetime(2024, 4, 4, 10),
         "admit_source": "Emergency department", "discharge_disposition": "Home"}
@@ -378,7 +378,7 @@ def followup() -> tuple[MemoryLookup, dict[str, MappedResource]]:
 def test_care_plan_to_followup_plan(followup: tuple[MemoryLookup, dict[str, MappedResource]]) -> None:
     (row,) = followup[1]["cp-1"].rows
     assert (row.table, row.id) == ("followup_plans", "cp-1")
-    assert row.values == {"remote_version": "1", "patient_id": "pat-1", "encounter_id": "enc-1",
+    assert row.values == {"ehr_version": "1", "patient_id": "pat-1", "encounter_id": "enc-1",
                           "condition": "heart-failure", "status": "active", "starts_on": dt.date(2024, 4, 4)}
 
 
@@ -422,10 +422,10 @@ def test_care_plan_rules() -> None:
 def test_communication_requests_are_check_ins(followup: tuple[MemoryLookup, dict[str, MappedResource]]) -> None:
     (done,) = followup[1]["creq-1"].rows
     assert (done.table, done.id, done.update_only) == ("checkins", "creq-1", False)
-    assert done.values == {"remote_version": "1", "plan_id": "cp-1", "due_at": dt.datetime(2024, 4, 6, 15),
+    assert done.values == {"ehr_version": "1", "plan_id": "cp-1", "due_at": dt.datetime(2024, 4, 6, 15),
                            "channel": "phone", "status": "done"}
     (due,) = followup[1]["creq-2"].rows
-    assert due.values == {"remote_version": "1", "plan_id": "cp-1", "due_at": dt.datetime(2024, 4, 11, 9),
+    assert due.values == {"ehr_version": "1", "plan_id": "cp-1", "due_at": dt.datetime(2024, 4, 11, 9),
                           "channel": "sms"}
     assert due.insert_defaults == {"channel": "phone", "status": "due"}  # never undoes a recorded contact
 
@@ -459,7 +459,7 @@ def test_communications_record_whether_the_contact_happened(
     assert (missed.id, missed.update_only, missed.values) == ("creq-2", True, {"status": "missed"})
     (own,) = mapped["comm-3"].rows
     assert (own.table, own.id, own.update_only) == ("checkins", "comm-3.contact", False)
-    assert own.values == {"remote_version": "1", "plan_id": "cp-1", "due_at": dt.datetime(2024, 4, 8, 16, 40),
+    assert own.values == {"ehr_version": "1", "plan_id": "cp-1", "due_at": dt.datetime(2024, 4, 8, 16, 40),
                           "status": "escalated", "channel": "video"}
 
 

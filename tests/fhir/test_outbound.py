@@ -120,7 +120,7 @@ def test_an_appointment_booking() -> None:
     }
     lookup, mapped = map_all(dataset())
     (row,) = map_resource(resource | {"id": "a" * 32}, lookup).rows  # the EHR's copy maps back the same
-    assert row.values == mapped["appt-1"].rows[0].values | {"remote_version": None}
+    assert row.values == mapped["appt-1"].rows[0].values | {"ehr_version": None}
 
 
 def test_an_ehr_appointment_keeps_its_id_and_optional_parts_stay_out() -> None:
