@@ -75,6 +75,7 @@ from services.referral_scheduling import (
     appointment_view,
 )
 from services.referral_workflow import MoveRefused, Refusal
+from services.triage.classify import TriagePolicy, classify
 
 logger = logging.getLogger(__name__)
 
@@ -426,6 +427,16 @@ class ReferralService:
                 "urgency": urgency, "confidence": confidence, "queue": queue, "model": model, "applied": applied,
             })  # fmt: skip
         return self._card_after(referral_id)
+
+    def suggest_urgency(self, referral_id: str, policy: TriagePolicy | None = None) -> Card:
+        """Run the local triage model on the referral's own text (reason and letter; nothing
+        leaves this machine) and keep its suggestion as :meth:`record_triage_suggestion` does."""
+        self._ctx.user.check(Permission.REFERRAL_TRIAGE)
+        with self._ctx.cache.reader() as s:
+            referral = get_referral(s, referral_id)
+            text = "\n\n".join(t for t in (referral.specialty, referral.reason, referral.letter_text) if t)
+        suggestion = classify(text, policy)
+        return self.record_triage_suggestion(referral_id, suggestion.to_dict() | {"model": suggestion.model_version})
 
     def decide_urgency(self, referral_id: str, urgency: str, reason: str | None = None) -> Card:
         """A coordinator decides the urgency. A reason is needed to decide differently from the

@@ -587,3 +587,15 @@ def test_board_query_for_5000_referrals(ws, clock, capsys):
     with capsys.disabled():
         print(f"\n[referral board] {len(cards)} cards: query+cards best {min(timings) * 1000:.0f} ms, "
               f"board() with audit {full * 1000:.0f} ms")  # fmt: skip
+
+
+def test_the_local_model_suggests_from_the_referrals_own_text(ws, office):
+    with ws.cache.unit_of_work(user="seed", origin="sync") as s:
+        referral = s.get(Referral, "ref-new")
+        referral.reason = "Crushing central chest pain at rest for 40 minutes, sweaty, BP 84/50"
+        referral.letter_text = None
+    card = office.suggest_urgency("ref-new")
+    assert card.suggested_urgency == "emergent" and card.triage_queue == "human"  # a red flag: a person decides
+    assert card.urgency is None
+    entry = audit(ws, "triage.suggest")[-1]
+    assert "queue=human" in entry.detail and "chest" not in entry.detail.lower()
