@@ -23,6 +23,8 @@ from views.login_dialog import LoginDialog
 from views.main_window import MainWindow
 from views.pages import PageSpec, available_pages
 from views.patients_page import PatientsPage
+from views.referral_board_model import ID_ROLE
+from views.referral_board_page import ReferralBoardPage
 from views.workers import ImmediateExecutor, JobRunner
 
 logger = logging.getLogger(__name__)
@@ -93,8 +95,32 @@ def _show_page(window: MainWindow, name: str) -> None:
         page.table.selectRow(0)  # shows Retry / Discard as an administrator sees them in use
 
 
+def _referral_detail(window: MainWindow, path: Path) -> list[Path]:
+    """The detail of a referral on the board (a scheduled one if there is one), as its dialog."""
+    page = window.page("referrals")
+    if not isinstance(page, ReferralBoardPage):
+        return []
+    order = ("scheduled", "ready-to-schedule", "triage", "awaiting-preauth", "new")
+    ids = [_first_id(page, code) for code in order if code in page.columns]
+    referral_id = next((i for i in ids if i), None)
+    if referral_id is None:
+        return []
+    dialog = page.open_detail(referral_id)
+    try:
+        return [_grab(dialog, path)]
+    finally:
+        dialog.reject()
+        settle(10)
+
+
+def _first_id(page: ReferralBoardPage, code: str) -> str | None:
+    proxy = page.columns[code].proxy
+    return proxy.index(0, 0).data(ID_ROLE) if proxy.rowCount() else None
+
+
 def render_all(ws: Workstation, out_dir: Path) -> list[Path]:
-    """Render login.png, main.png, locked.png and one <page>.png per page into ``out_dir``."""
+    """Render login.png, main.png, locked.png and one <page>.png per page into ``out_dir``, with
+    referral_detail.png after referrals.png when the board has a referral to open."""
     make_application()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -119,6 +145,8 @@ def render_all(ws: Workstation, out_dir: Path) -> list[Path]:
             window = _window(ws, role_for(spec), runner, events)
             _show_page(window, spec.name)
             written.append(_grab(window, out_dir / f"{spec.name}.png"))
+            if spec.name == "referrals":
+                written.extend(_referral_detail(window, out_dir / "referral_detail.png"))
             _close(window)
     finally:
         events.detach()

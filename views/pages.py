@@ -109,6 +109,12 @@ class PageSpec:
         return self.everyone or has_access(user, self.permission)
 
 
+def _referrals_page(env: PageEnv) -> Page:
+    from views.referral_board_page import ReferralBoardPage
+
+    return ReferralBoardPage(env)
+
+
 def _patients_page(env: PageEnv) -> Page:
     from views.patients_page import PatientsPage
 
@@ -136,6 +142,8 @@ def _quarantine_page(env: PageEnv) -> Page:
 def available_pages() -> list[PageSpec]:
     """The foundation's pages, in navigation order."""
     return [
+        # First: a coordinator's day starts on the board (an analyst sees it read-only).
+        PageSpec("referrals", "Referrals", Permission.REFERRAL_READ, _referrals_page),
         PageSpec("patients", "Patients", Permission.PATIENT_READ, _patients_page, everyone=True),
         PageSpec("sync", "Sync", Permission.SYNC_RESOLVE, _sync_page),
         PageSpec("audit", "Audit log", Permission.AUDIT_READ, _audit_page),

@@ -83,15 +83,12 @@ def ehr_short_text(status: Any) -> str:
 def ehr_status_text(status: Any) -> str:
     """The Sync page's EHR line for an EhrStatus: the state, the last pull, the last problem."""
     state = str(status.state)
-    last = f"last pull {status.last_pull:%Y-%m-%d %H:%M} UTC" if status.last_pull else "no pull yet"
-    parts = [f"EHR {state}"]
+    head = f"EHR {state}"
     if state != "not configured":
-        parts.append(last)
-    if state == "offline":
-        parts.append("changes are kept here and sent when the EHR can be reached")
-    if status.last_error:
-        parts.append(status.last_error)
-    return " · ".join(parts)
+        head += f" · last pull {status.last_pull:%Y-%m-%d %H:%M} UTC" if status.last_pull else " · no pull yet"
+    offline = "Changes are kept here and sent when the EHR can be reached." if state == "offline" else ""
+    tail = " ".join(t for t in (status.last_error, offline) if t)
+    return f"{head} · {tail}" if tail else head
 
 
 def ehr_counts_text(overview: EhrWriteOverview) -> str:
@@ -186,7 +183,8 @@ class SyncPage(Page):
         failed_buttons.addStretch(1)
 
         self.ehr_state_label = plain_label(
-            "Waiting for the first EHR sync…" if env.ehr_sync is not None else "No EHR is configured on this workstation.",
+            "Waiting for the first EHR sync…" if env.ehr_sync is not None
+            else "No EHR is configured on this workstation.",
             object_name="ehrSummary", word_wrap=True,
         )  # fmt: skip
         self.ehr_sync_button = QPushButton("Sync E&HR now", self)

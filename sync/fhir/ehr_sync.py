@@ -110,7 +110,7 @@ class EhrSync:
     ) -> None:
         self.settings = settings
         self.cache = cache
-        self.poll_seconds = min(poll_seconds, settings.pull_minutes * 60)
+        self.poll_seconds = min(poll_seconds, settings.pull_minutes * 60)  # a due pull waits for a cycle
         self.backoff_cap = backoff_cap
         self._connect = connect
         self._transport = transport

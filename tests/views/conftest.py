@@ -159,6 +159,8 @@ def make_desk(qtbot, desk_ws: Workstation, clock: FakeClock) -> Iterator[Callabl
         qtbot.addWidget(window)
         window.show()
         qtbot.waitExposed(window)
+        # Ready once its start-up jobs are done (the first page's load is audited: counts settle).
+        qtbot.waitUntil(lambda: not runner.is_busy(), timeout=10_000)
         desk = Desk(window, desk_ws, users, idle, runner, events, clock)
         made.append(desk)
         return desk

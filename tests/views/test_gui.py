@@ -152,9 +152,12 @@ def test_run_starts_and_quits(qtbot, qapp, tmp_path, demo_dir, monkeypatch):
 def test_render_all_offscreen(qtbot, desk_ws, tmp_path):
     from app.screenshots import render_all
 
+    from tests.views.referral_seed import seed_office
+
+    seed_office(desk_ws.cache, 12)
     paths = render_all(desk_ws, tmp_path / "shots")
-    assert [p.name for p in paths] == ["login.png", "main.png", "locked.png", "patients.png", "sync.png", "audit.png",
-                                       "quarantine.png"]
+    assert [p.name for p in paths] == ["login.png", "main.png", "locked.png", "referrals.png", "referral_detail.png",
+                                       "patients.png", "sync.png", "audit.png", "quarantine.png"]
     assert all(p.stat().st_size > 10_000 for p in paths)
     # Screenshots search as the demo user of each page's role: audited like any search.
     assert any(e.action == "patient.search" for e in desk_ws.audit.entries())
@@ -165,6 +168,6 @@ def test_role_for_pages():
     from views.pages import available_pages
 
     assert {s.name: role_for(s) for s in available_pages()} == {
-        "patients": Role.COORDINATOR, "sync": Role.COORDINATOR, "audit": Role.ADMINISTRATOR,
+        "referrals": Role.COORDINATOR, "patients": Role.COORDINATOR, "sync": Role.COORDINATOR, "audit": Role.ADMINISTRATOR,
         "quarantine": Role.ADMINISTRATOR,
     }  # fmt: skip

@@ -11,7 +11,8 @@ from views.main_window import OFFLINE_TEXT
 
 
 def test_pages_follow_the_role(make_desk):
-    assert make_desk(Role.COORDINATOR).window.page_names() == ["patients", "sync"]
+    assert make_desk(Role.COORDINATOR).window.page_names() == ["referrals", "patients", "sync"]
+    assert make_desk(Role.ANALYST).window.page_names() == ["referrals", "patients"]
     assert make_desk(Role.ADMINISTRATOR).window.page_names() == ["patients", "sync", "audit", "quarantine"]
     assert make_desk(Role.FOLLOWUP_NURSE).window.page_names() == ["patients"]
 

@@ -51,6 +51,7 @@ def test_search_runs_off_the_gui_thread(qtbot, make_desk, monkeypatch):
 
 def test_one_character_shows_the_validation_message(qtbot, make_desk):
     desk = make_desk()
+    desk.window.show_page("patients")  # a coordinator starts on the referral board
     page = desk.window.page("patients")
     qtbot.keyClicks(page.search_edit, "A")
     qtbot.waitUntil(lambda: page.message.isVisible(), timeout=5000)

@@ -63,6 +63,9 @@ with ws.cache.unit_of_work(user="test", origin="sync") as s:
         ("task-status", "referrals", "sr-1043", "pending", None),
     ]:
         s.add(EhrWrite(kind=kind, entity=entity, entity_id=rid, user="casey", status=status, detail=detail))
+# A referral office with every open column filled, some past their SLA (tests/views/referral_seed.py).
+from tests.views.referral_seed import seed_office
+seed_office(ws.cache, 60, terminal=6)
 for p in render_all(ws, out):
     print(p)
 # What the X server really shows: the main window, grabbed from the screen.
@@ -109,7 +112,8 @@ def test_real_windows_under_xvfb(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     written = [Path(line) for line in result.stdout.split() if line.endswith(".png")]
     names = {p.name for p in written}
-    assert {"login.png", "main.png", "patients.png", "audit.png", "quarantine.png", "screen-xvfb.png"} <= names
+    assert {"login.png", "main.png", "patients.png", "audit.png", "quarantine.png", "screen-xvfb.png", "referrals.png",
+            "referral_detail.png"} <= names
     for path in written:
         assert path.exists() and path.parent == OUT
         assert path.stat().st_size > 10_000, path.name

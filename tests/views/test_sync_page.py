@@ -89,7 +89,7 @@ def test_status_bar_and_offline_banner(qtbot, ws):
 
 
 def _ehr_status(state, **counts):
-    values = dict(pending=0, not_accepted=0, conflicts=0, failed=0) | counts
+    values = {"pending": 0, "not_accepted": 0, "conflicts": 0, "failed": 0} | counts
     return SimpleNamespace(state=state, last_pull=dt.datetime(2026, 11, 25, 9, 30), last_error="", **values)
 
 
@@ -143,9 +143,10 @@ def test_without_an_ehr_the_section_says_so(qtbot, ws):
 
 
 def test_the_shell_runs_the_configured_ehr_sync_and_stops_it(qtbot, home):
+    from PySide6.QtWidgets import QApplication
+
     from app.gui import Shell
     from app.workstation import open_workstation
-    from PySide6.QtWidgets import QApplication
 
     home.mkdir(parents=True)
     # Nothing listens on the discard port: the EHR (and the central service) are unreachable, promptly.
@@ -161,6 +162,7 @@ def test_the_shell_runs_the_configured_ehr_sync_and_stops_it(qtbot, home):
         shell.start_sync(session)
         assert shell.ehr_sync is not None
         window = shell.show(session)
+        qtbot.addWidget(window)  # closed at the end: a window left open would outlive the test
         page = window.page("sync")
         qtbot.waitUntil(lambda: page.ehr_state_label.text().startswith("EHR offline"), timeout=10_000)
     finally:
