@@ -19,9 +19,10 @@ from app.logs import Safe
 from app.security.roles import Role, allowed
 from app.workstation import Workstation
 from views.cache_events import CacheEvents
+from views.intake_dialog import IntakeDialog
 from views.login_dialog import LoginDialog
 from views.main_window import MainWindow
-from views.pages import PageSpec, available_pages
+from views.pages import PageEnv, PageSpec, available_pages
 from views.patients_page import PatientsPage
 from views.referral_board_model import ID_ROLE
 from views.referral_board_page import ReferralBoardPage
@@ -113,6 +114,58 @@ def _referral_detail(window: MainWindow, path: Path) -> list[Path]:
         settle(10)
 
 
+# A synthetic letter (every name made up) for the intake review screenshot.
+INTAKE_LETTER = """NORTHGATE FAMILY PRACTICE
+12 Linden Road, Springfield, IL 62704
+Tel: (217) 555-0188   Fax: (217) 555-0189
+
+May 6, 2024
+
+Cardiology Department
+Riverbend General Hospital
+
+Re: Rosalind K. Avery  DOB 03/04/1958  MRN 4471902
+
+Dear Colleague,
+
+I would be grateful if you could see Mrs Rosalind K. Avery in cardiology clinic with exertional \
+chest tightness and breathlessness over the last month. Her ECG shows new ST depression in the \
+lateral leads. She has a history of type 2 diabetes and hypertension.
+
+Please see her urgently.
+
+Insurance:   Prairie Mutual Health
+Plan:        Prairie Select HMO
+Member ID:   PMH-5520831
+
+Sincerely,
+
+Tobias N. Farrow, MD
+Northgate Family Practice
+"""
+
+
+def _intake(window: MainWindow, runner: JobRunner, events: CacheEvents, path: Path) -> list[Path]:
+    """The intake review dialog with a letter extracted and some fields accepted (nothing created)."""
+    env = PageEnv(ctx=window.ctx, runner=runner, cache_events=events)
+    dialog = IntakeDialog(env, window.page("referrals") or window)
+    try:
+        dialog.show()
+        settle()
+        dialog.letter.setPlainText(INTAKE_LETTER)
+        dialog.extract_now()
+        for name in ("patient_name", "mrn", "specialty", "reason", "urgency", "referring_clinician"):
+            dialog.decide(name, "accept")
+        dialog.decide("plan", "reject")
+        dialog.rows["birth_date"].editor.setFocus()
+        dialog.show_source("birth_date")
+        return [_grab(dialog, path)]
+    finally:
+        dialog.clear_and_close()
+        dialog.deleteLater()
+        settle(10)
+
+
 def _first_id(page: ReferralBoardPage, code: str) -> str | None:
     proxy = page.columns[code].proxy
     return proxy.index(0, 0).data(ID_ROLE) if proxy.rowCount() else None
@@ -120,7 +173,8 @@ def _first_id(page: ReferralBoardPage, code: str) -> str | None:
 
 def render_all(ws: Workstation, out_dir: Path) -> list[Path]:
     """Render login.png, main.png, locked.png and one <page>.png per page into ``out_dir``, with
-    referral_detail.png after referrals.png when the board has a referral to open."""
+    referral_detail.png after referrals.png when the board has a referral to open, and intake.png
+    (the intake review dialog with a synthetic letter)."""
     make_application()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -147,6 +201,7 @@ def render_all(ws: Workstation, out_dir: Path) -> list[Path]:
             written.append(_grab(window, out_dir / f"{spec.name}.png"))
             if spec.name == "referrals":
                 written.extend(_referral_detail(window, out_dir / "referral_detail.png"))
+                written.extend(_intake(window, runner, events, out_dir / "intake.png"))
             _close(window)
     finally:
         events.detach()

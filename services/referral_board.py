@@ -91,6 +91,7 @@ class Card:
     booked_appointments: int
     appointment_started: bool
     source: str  # ehr, local, hub
+    closed_reason: str | None = None
 
     def facts(self) -> wf.Facts:
         """What the workflow guards need, as of when the card was read."""
@@ -173,7 +174,7 @@ def query_cards(
             Referral.id, Referral.patient_id, Patient.name, Patient.mrn, Patient.birth_date, Referral.specialty,
             Referral.urgency, Referral.status, Referral.received_at, Referral.owner, Referral.payer_org_id,
             payer.name, Referral.triage_queue, Referral.triage_urgency, Referral.urgency_source, Referral.source,
-            preauth.c.status, preauth.c.expires_on, appts.c.booked, appts.c.next_start, appts.c.started,
+            Referral.closed_reason, preauth.c.status, preauth.c.expires_on, appts.c.booked, appts.c.next_start, appts.c.started,
         )
         .select_from(Referral)
         .outerjoin(Patient, Patient.id == Referral.patient_id)
@@ -212,7 +213,8 @@ def query_cards(
     # Core rows, not ORM ones: the board needs values, and the ORM layer costs a third of the time.
     for row in s.connection().execute(q):
         (rid, patient_id, name, mrn, birth, specialty, urgency, status, received, owner, payer_id, payer_name,
-         queue, suggested, urgency_source, source, pa_status, pa_expires, booked, next_start, started) = row  # fmt: skip
+         queue, suggested, urgency_source, source, closed_reason, pa_status, pa_expires, booked, next_start,
+         started) = row  # fmt: skip
         if pa_status == "approved" and pa_expires is not None and pa_expires < today:
             pa_status = "expired"
         booked = int(booked or 0)
@@ -242,7 +244,7 @@ def query_cards(
             preauth_expires_on=pa_expires, owner=owner, payer_id=payer_id, payer_name=payer_name,
             received_at=received, triage_queue=queue, suggested_urgency=suggested,
             urgency_source=urgency_source, appointment_at=next_start, booked_appointments=booked,
-            appointment_started=bool(started), source=source,
+            appointment_started=bool(started), source=source, closed_reason=closed_reason,
         ))  # fmt: skip
     if phi:  # read without the ORM's load event: register for log redaction here, in one go
         phi_registry.add(" ".join(phi))

@@ -112,7 +112,9 @@ class PageSpec:
 def _referrals_page(env: PageEnv) -> Page:
     from views.referral_board_page import ReferralBoardPage
 
-    return ReferralBoardPage(env)
+    from views.intake_dialog import intake_factory
+
+    return ReferralBoardPage(env, intake_factory=intake_factory(env))
 
 
 def _patients_page(env: PageEnv) -> Page:

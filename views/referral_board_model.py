@@ -46,7 +46,7 @@ class BoardItem:
         card: the service's card.
         key: lowercase "name MRN specialty" for the text search (precomputed once per load).
         owner: the owner as the card says it ("You" for the signed-in user's own cards).
-        note: what the board knows beyond the card (the reason given when it was closed here).
+        note: the reason a closed referral was closed.
     """
 
     card: Card
@@ -55,9 +55,9 @@ class BoardItem:
     note: str | None = None
 
 
-def make_item(card: Card, me: str, note: str | None = None) -> BoardItem:
+def make_item(card: Card, me: str) -> BoardItem:
     key = " ".join(filter(None, (card.patient_name, card.mrn, card.specialty))).casefold()
-    return BoardItem(card, key, "You" if card.owner and card.owner == me else owner_text(card), note)
+    return BoardItem(card, key, "You" if card.owner and card.owner == me else owner_text(card), card.closed_reason)
 
 
 def sort_key(card: Card) -> tuple[bool, int, Any]:
@@ -273,7 +273,7 @@ def sla_text(card: Card, *, marker: bool = True) -> str:
 def preauth_text(card: Card) -> str:
     if card.preauth_status:
         return "Pre-auth " + card.preauth_status.replace("-", " ")
-    return "Pre-auth needed" if card.preauth_required else "No pre-auth needed"
+    return "Pre-auth needed" if card.preauth_required else "No pre-auth"
 
 
 def owner_text(card: Card) -> str:

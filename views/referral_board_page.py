@@ -13,8 +13,24 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from functools import partial
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, QPoint, Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QContextMenuEvent, QDragEnterEvent, QDragLeaveEvent, QDragMoveEvent, QDropEvent, QKeyEvent
+
+from PySide6.QtCore import (
+    QItemSelectionModel,
+    QModelIndex,
+    QPoint,
+    Qt,
+    QTimer,
+    Signal,
+    Slot,
+)
+from PySide6.QtGui import (
+    QContextMenuEvent,
+    QDragEnterEvent,
+    QDragLeaveEvent,
+    QDragMoveEvent,
+    QDropEvent,
+    QKeyEvent,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -34,8 +50,20 @@ from PySide6.QtWidgets import (
 )
 
 from app.security.roles import Permission
-from services.referral_board import BOARD_TABLES, Board, BoardFilter, Card, FilterOptions
-from services.referral_workflow import CLOSED, COMPLETED, NEEDS_REASON_TO, TERMINAL, UNTRIAGED, Column
+from services.referral_board import (
+    BOARD_TABLES,
+    Board,
+    BoardFilter,
+    Card,
+    FilterOptions,
+)
+from services.referral_workflow import (
+    CLOSED,
+    COMPLETED,
+    NEEDS_REASON_TO,
+    TERMINAL,
+    Column,
+)
 from services.referrals import MoveRefused, ReferralService
 from views.pages import Page, PageEnv
 from views.referral_board_model import (
@@ -232,16 +260,14 @@ class ReferralBoardPage(Page):
     Args:
         env: what the page may use.
         intake_factory: builds the intake-review dialog for "New referral…" (given the page as
-            parent); None until intake review exists, and the button stays disabled.
+            parent); without one the button stays disabled.
         ask: asks for a reason (closing); a test passes an answer instead of a dialog.
 
     Signals:
         new_referral_requested(): "New referral…" was chosen (emitted before the factory is used).
-        board_loaded(int): a load finished, with the number of cards.
     """
 
     new_referral_requested = Signal()
-    board_loaded = Signal(int)
 
     def __init__(
         self, env: PageEnv, parent: QWidget | None = None, *, intake_factory: IntakeFactory | None = None,
@@ -258,7 +284,6 @@ class ReferralBoardPage(Page):
         self._stale = False
         self._loading = False
         self._where: dict[str, str] = {}  # referral id -> column code
-        self._notes: dict[str, str] = {}  # closing reasons given here (a Card has none)
         self._moving: set[str] = set()
         self.detail_dialog: ReferralDetailDialog | None = None
 
@@ -397,7 +422,6 @@ class ReferralBoardPage(Page):
         self._reload_timer.stop()
         self._loaded = self._loading = False
         self._where.clear()
-        self._notes.clear()
         self._moving.clear()
         for col in self.columns.values():
             col.model.clear()
@@ -459,17 +483,16 @@ class ReferralBoardPage(Page):
             self.select_card(focused[1])
         if self._stale:
             self._reload_timer.start()
-        self.board_loaded.emit(len(board.cards))
 
     def fill(self, board: Board) -> None:
         """Put the board's cards into the column models and apply the current filters."""
         by_column: dict[str, list[BoardItem]] = {code: [] for code in self.columns}
         where: dict[str, str] = {}
-        notes, me = self._notes, self._env.ctx.user.username
+        me = self._env.ctx.user.username
         for card in board.cards:
             bucket = by_column.get(card.status)
             if bucket is not None:
-                bucket.append(make_item(card, me, notes.get(card.id)))
+                bucket.append(make_item(card, me))
                 where[card.id] = card.status
         self._where = where
         for code, col in self.columns.items():
@@ -593,9 +616,7 @@ class ReferralBoardPage(Page):
         if col is None or (card.status in TERMINAL and not self.closed_check.isChecked() and old is None):
             self._refresh_counts()
             return
-        if card.status != CLOSED:
-            self._notes.pop(card.id, None)
-        col.model.put(make_item(card, self._env.ctx.user.username, self._notes.get(card.id)))
+        col.model.put(make_item(card, self._env.ctx.user.username))
         self._where[card.id] = card.status
         self._refresh_counts()
 
@@ -649,16 +670,14 @@ class ReferralBoardPage(Page):
         self.message.show_notice(f"Moving to {self.columns[to].title}…")
         self._env.runner.submit(
             partial(self._service.move, referral_id, to, reason=reason),
-            on_result=partial(self._moved, self._generation, reason),
+            on_result=partial(self._moved, self._generation),
             on_error=partial(self._move_failed, self._generation, referral_id), owner=self, name="referral.move",
         )  # fmt: skip
 
-    def _moved(self, generation: int, reason: str | None, card: Card) -> None:
+    def _moved(self, generation: int, card: Card) -> None:
         self._moving.discard(card.id)
         if generation != self._generation:
             return
-        if card.status == CLOSED and reason:
-            self._notes[card.id] = reason
         refocus = self._focused_card() is not None
         self.put_card(card)
         self.message.show_notice(f"Moved to {self.columns[card.status].title}.")

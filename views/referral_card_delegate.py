@@ -93,7 +93,7 @@ class CardDelegate(QStyledItemDelegate):
                        ("▲ Breached" if card.breached else "", DANGER), bold_right=card.breached)  # fmt: skip
         y = self._pair(painter, x, y, w, (preauth_text(card), MUTED), (item.owner, MUTED))
         if self._with_notes:
-            self._text(painter, self._small, self._fm_small, MUTED, x, y, w, f"Reason: {item.note or 'see the referral'}")
+            self._text(painter, self._small, self._fm_small, MUTED, x, y, w, f"Reason: {item.note or 'not given'}")
         painter.restore()
 
     def _title_row(self, painter: QPainter, card: Card, x: int, y: int, w: int) -> int:

@@ -208,7 +208,7 @@ class ReferralDetailDialog(QDialog):
         self.facts.setText(" · ".join([
             card.specialty, f"Urgency: {urgency_text(card)}", f"Status: {title(card.status)}", sla_text(card),
             preauth_text(card), f"Owner: {owner_text(card)}",
-        ]))  # fmt: skip
+        ] + ([f"Closed: {detail.closed_reason}"] if detail.closed_reason else [])))  # fmt: skip
         self.ehr_line.setText(self._ehr_text(detail))
         self._fill_timeline(detail, title)
         self.letter.setPlainText(detail.letter_text or "No letter text on record.")

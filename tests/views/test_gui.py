@@ -8,7 +8,7 @@ import pytest
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
-import app.gui as gui
+from app import gui
 from app.security.roles import Role
 from app.workstation import open_workstation
 from tests.views.conftest import PASSPHRASE
@@ -151,7 +151,6 @@ def test_run_starts_and_quits(qtbot, qapp, tmp_path, demo_dir, monkeypatch):
 
 def test_render_all_offscreen(qtbot, desk_ws, tmp_path):
     from app.screenshots import render_all
-
     from tests.views.referral_seed import seed_office
 
     seed_office(desk_ws.cache, 12)

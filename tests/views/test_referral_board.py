@@ -145,7 +145,7 @@ def test_awaiting_preauth_cannot_skip_the_decision(qtbot, make_desk, office):
 
 
 def test_a_refusal_from_the_service_keeps_the_card(qtbot, make_desk, office, monkeypatch):
-    desk, page = board_page(qtbot, make_desk)
+    _desk, page = board_page(qtbot, make_desk)
     rid = office.first("triage")
 
     def refuse(self, referral_id, to, *, reason=None):
@@ -277,3 +277,19 @@ def _ctx(ws):
     from services.context import ServiceContext
 
     return ServiceContext(ws.cache, ws.audit, ws.users.demo_session(Role.COORDINATOR))
+
+
+def test_keyboard_reaches_filters_and_columns_in_order(qtbot, make_desk, office):
+    _desk, page = board_page(qtbot, make_desk)
+    chain, w = [page.search_edit], page.search_edit.nextInFocusChain()
+    while w is not page.search_edit:
+        chain.append(w)
+        w = w.nextInFocusChain()
+    wanted = [page.search_edit, page.specialty_combo, page.urgency_combo, page.owner_combo, page.payer_combo,
+              page.breached_check, page.mine_check, page.closed_check,
+              *(page.columns[c].list for c in ("new", "triage", "awaiting-preauth", "ready-to-schedule", "scheduled"))]
+    positions = [chain.index(x) for x in wanted]
+    assert positions == sorted(positions)
+    assert all(x.accessibleName() or x.text() for x in wanted)
+    qtbot.keyClick(page.columns["new"].list, Qt.Key.Key_Right)  # plain arrows: the next column
+    assert page.columns["triage"].list.hasFocus()

@@ -114,6 +114,7 @@ def test_real_windows_under_xvfb(tmp_path):
     names = {p.name for p in written}
     assert {"login.png", "main.png", "patients.png", "audit.png", "quarantine.png", "screen-xvfb.png", "referrals.png",
             "referral_detail.png"} <= names
+    assert "intake.png" in names  # the intake review dialog, a letter loaded and some fields accepted
     for path in written:
         assert path.exists() and path.parent == OUT
         assert path.stat().st_size > 10_000, path.name
