@@ -155,7 +155,7 @@ def test_render_all_offscreen(qtbot, desk_ws, tmp_path):
 
     seed_office(desk_ws.cache, 12)
     paths = render_all(desk_ws, tmp_path / "shots")
-    assert [p.name for p in paths] == ["login.png", "main.png", "locked.png", "referrals.png", "referral_detail.png",
+    assert [p.name for p in paths] == ["login.png", "main.png", "locked.png", "referrals.png", "referral_detail.png", "intake.png",
                                        "patients.png", "sync.png", "audit.png", "quarantine.png"]
     assert all(p.stat().st_size > 10_000 for p in paths)
     # Screenshots search as the demo user of each page's role: audited like any search.
