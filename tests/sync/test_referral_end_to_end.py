@@ -7,9 +7,11 @@ says who did it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -25,6 +27,10 @@ from sync.fhir.writeback import EhrWriter
 from sync.sync_thread import SyncController
 from tests.fhir.real_server import FHIR_JSON
 from tests.fhir.test_mappers import every_type
+from views.cache_events import CacheEvents
+from views.pages import PageEnv
+from views.referral_board_page import ReferralBoardPage
+from views.workers import JobRunner
 
 from .tcp_proxy import FaultProxy
 
@@ -51,8 +57,30 @@ def seed_ehr(base: str) -> None:
 
 
 def coordinator(station) -> ReferralService:
-    session = station.ws.users.demo_session(Role.COORDINATOR)
-    return ReferralService(ServiceContext(station.ws.cache, station.ws.audit, session))
+    return ReferralService(context(station))
+
+
+def context(station) -> ServiceContext:
+    return ServiceContext(station.ws.cache, station.ws.audit, station.ws.users.demo_session(Role.COORDINATOR))
+
+
+@contextlib.contextmanager
+def board_page(qtbot, station) -> Iterator[ReferralBoardPage]:
+    """The Referrals page as the coordinator on ``station`` sees it, fed by its cache's changes."""
+    events = CacheEvents()
+    events.connect(station.ws.cache)
+    runner = JobRunner()
+    page = ReferralBoardPage(PageEnv(ctx=context(station), runner=runner, cache_events=events))
+    qtbot.addWidget(page)
+    page.resize(1280, 760)
+    page.show()
+    page.page_activated()
+    try:
+        yield page
+    finally:
+        page.clear_sensitive()
+        events.detach()
+        runner.shutdown()
 
 
 @pytest.mark.allow_log_warnings  # uvicorn may log a cancelled long-poll when the proxy cuts A off
@@ -67,6 +95,9 @@ def test_offline_move_and_booking_reach_the_other_board_and_the_ehr(qtbot, live_
             with connect(ehr, station.ws.cache) as client:
                 assert EhrPull(client, station.ws.cache).run().imported.quarantined == 0
 
+        page_stack = contextlib.ExitStack()
+        b_board = page_stack.enter_context(board_page(qtbot, b))
+        qtbot.waitUntil(lambda: b_board.card("sr-2") is not None, timeout=10_000)
         ca, cb = SyncController(a.engine), SyncController(b.engine)
         a_states, b_states = [], []
         ca.status_changed.connect(a_states.append)
@@ -91,23 +122,25 @@ def test_offline_move_and_booking_reach_the_other_board_and_the_ehr(qtbot, live_
             booking = svc.book("sr-2", slot.id)
             assert booking.card.status == "scheduled"
             qtbot.waitUntil(lambda: a_states[-1].pending > 0, timeout=5_000)
-            assert coordinator(b).card("sr-2").status != "scheduled"  # B has not seen it yet
+            assert b_board.card("sr-2").status != "scheduled"  # B has not seen it yet
 
-            # A reconnects; nobody calls sync. B's board shows the move and the booking.
+            # A reconnects; nobody calls sync. B's Referrals page shows the move and the booking.
             proxy.online()
             started = time.monotonic()
 
             def b_shows_both() -> bool:
-                card = next((c for c in coordinator(b).board().cards if c.id == "sr-2"), None)
-                return card is not None and card.status == "scheduled" and card.appointment_at is not None
+                card = b_board.card("sr-2")
+                in_column = b_board.columns["scheduled"].model.item("sr-2") is not None
+                return card is not None and in_column and card.status == "scheduled" and card.appointment_at is not None
 
             qtbot.waitUntil(b_shows_both, timeout=10_000)
             elapsed = time.monotonic() - started
-            print(f"\nB's board showed A's offline move and booking {elapsed:.2f} s after A reconnected")
+            print(f"\nB's Referrals page showed A's offline move and booking {elapsed:.2f} s after A reconnected")
             assert elapsed <= 2.0
         finally:
             ca.stop()
             cb.stop()
+            page_stack.close()
 
         # The Task status reaches the EHR (the generic profile accepts Task updates), and the booking.
         with connect(ehr, a.ws.cache) as client:
