@@ -34,8 +34,6 @@ PATIENTS = (
     ("Dmitri Example", "MRN700005", None, None),
 )
 PATIENT_NAMES = tuple(p[0] for p in PATIENTS)
-# The offscreen platform warns when a top-level window gets size constraints; it is harmless.
-QT_NOISE = (r"This plugin does not support propagateSizeHints\(\)",)
 
 
 def binding_loses_none_refs() -> bool:
@@ -70,7 +68,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if here not in Path(str(item.fspath)).parents:
             continue
-        item.add_marker(pytest.mark.qt_log_ignore(*QT_NOISE, extend=True))
         if BINDING_BROKEN and item.name != "test_qt_binding_keeps_none_alive":
             item.add_marker(pytest.mark.skip(reason="the Qt binding is broken here: see test_qt_binding_keeps_none_alive"))
 
