@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.cache.models import (
@@ -91,6 +91,7 @@ PREAUTH_FIELDS = frozenset(
 INTAKE_FIELDS = frozenset({
     "patient_id", "patient", "specialty", "reason", "letter_text", "urgency", "referring_staff_id",
     "referring_org_id", "payer_org_id", "received_at", "owner",
+    "referring_clinician", "referring_org", "plan", "member_id",  # reviewed texts from the letter
 })  # fmt: skip
 INTAKE_PATIENT_FIELDS = frozenset({"name", "birth_date", "mrn", "sex", "phone"})
 INFORMED_FIELDS = frozenset({"who", "how", "at"})
@@ -640,8 +641,11 @@ class ReferralService:
         ``reason``, ``letter_text``, ``urgency`` (the referrer's, as an EHR priority would be),
         ``referring_staff_id``, ``referring_org_id``, ``payer_org_id`` (default: the patient's
         active coverage), ``received_at`` (default now), ``owner`` (default: the signed-in user;
-        None for unassigned). Unknown keys are refused, so no reviewed value is dropped silently.
-        Audited "referral.create".
+        None for unassigned). Reviewed texts from the letter: ``referring_clinician`` and
+        ``referring_org`` are linked to the one known clinician / organisation of that name (else
+        kept on the "created" event), ``plan`` and ``member_id`` become the patient's coverage with
+        the payer (when there is a payer). Unknown keys are refused, so no reviewed value is dropped
+        silently. Audited "referral.create".
         """
         self._ctx.user.check(Permission.REFERRAL_WRITE)
         if not isinstance(draft, dict):
@@ -672,10 +676,18 @@ class ReferralService:
                 select(Coverage.payer_org_id).where(Coverage.patient_id == patient.id, Coverage.status == "active",
                                                     Coverage.payer_org_id.is_not(None)).limit(1)
             )  # fmt: skip
+            unmatched: list[str] = []
+            staff_id = draft.get("referring_staff_id") or _named(
+                s, Staff, clean_text(draft.get("referring_clinician"), "The referring clinician", 200), unmatched)
+            org_id = draft.get("referring_org_id") or _named(
+                s, Organization, clean_text(draft.get("referring_org"), "The referring practice", 200), unmatched)
+            if payer:
+                _intake_coverage(s, patient.id, payer, clean_text(draft.get("plan"), "The plan", 120),
+                                 clean_text(draft.get("member_id"), "The member ID", 64))
             referral = Referral(
                 source="local", status=wf.NEW, patient_id=patient.id, specialty=specialty, reason=reason,
-                letter_text=letter, urgency=urgency, referring_staff_id=draft.get("referring_staff_id") or None,
-                referring_org_id=draft.get("referring_org_id") or None, payer_org_id=payer or None,
+                letter_text=letter, urgency=urgency, referring_staff_id=staff_id or None,
+                referring_org_id=org_id or None, payer_org_id=payer or None,
                 owner=owner, received_at=received,
             )  # fmt: skip
             s.add(referral)
@@ -683,6 +695,7 @@ class ReferralService:
             self._ctx.guard(Permission.REFERRAL_WRITE, "referral.create", "referrals", [referral.id], session=s,
                             detail=f"patient {patient.id} ({'new' if created else 'existing'})")  # fmt: skip
             add_event(s, referral.id, self._user, "created", now,
+                      text="Referred by (not matched to a known record): " + "; ".join(unmatched) if unmatched else None,
                       data={"from": "intake", "new_patient": created, "patient_id": patient.id})  # fmt: skip
             referral_id = referral.id
         return self._card_after(referral_id)
@@ -725,6 +738,30 @@ class ReferralService:
 
 
 # --- checks and views -----------------------------------------------------------------------------
+
+
+def _named(s: Session, model: type[Staff] | type[Organization], name: str | None, unmatched: list[str]) -> str | None:
+    """The id of the one record called ``name`` (case-insensitive); otherwise the name is noted."""
+    if not name:
+        return None
+    ids = list(s.scalars(select(model.id).where(func.lower(model.name) == name.lower()).limit(2)))
+    if len(ids) == 1:
+        return ids[0]
+    unmatched.append(name)
+    return None
+
+
+def _intake_coverage(s: Session, patient_id: str, payer_id: str, plan: str | None, member_id: str | None) -> None:
+    """Keep the reviewed plan and member id as the patient's coverage with the payer."""
+    if not plan and not member_id:
+        return
+    coverage = s.scalar(select(Coverage).where(Coverage.patient_id == patient_id, Coverage.payer_org_id == payer_id,
+                                               Coverage.status == "active").limit(1))  # fmt: skip
+    if coverage is None:
+        s.add(Coverage(patient_id=patient_id, payer_org_id=payer_id, plan=plan, member_id=member_id, status="active"))
+        return
+    coverage.plan = coverage.plan or plan
+    coverage.member_id = coverage.member_id or member_id
 
 
 def _check_suggestion(suggestion: object) -> tuple[str, float | None, str, str | None, tuple[str, ...]]:

@@ -514,6 +514,24 @@ def test_create_from_intake_for_an_existing_patient_takes_the_payer_from_coverag
             office.create_from_intake(draft)
 
 
+def test_reviewed_referrer_names_are_linked_and_plan_and_member_id_kept_as_coverage(ws, office):
+    card = office.create_from_intake({
+        "patient": {"name": "Erin Synthetic", "birth_date": "1975-05-05", "mrn": "MRN0000998"},
+        "specialty": "Cardiology", "payer_org_id": "org-acme", "plan": "Acme Silver", "member_id": "AC-55102",
+        "referring_clinician": "dr synthetic heart", "referring_org": "Riverside Practice",
+    })  # fmt: skip
+    with ws.cache.reader() as s:
+        referral = s.get(Referral, card.id)
+        assert (referral.referring_staff_id, referral.referring_org_id) == ("dr-heart", "org-clinic")
+        coverage = s.scalars(select(Coverage).where(Coverage.patient_id == card.patient_id)).one()
+        assert (coverage.payer_org_id, coverage.plan, coverage.member_id) == ("org-acme", "Acme Silver", "AC-55102")
+    other = office.create_from_intake({"patient_id": card.patient_id, "specialty": "Dermatology",
+                                       "referring_clinician": "Dr Nobody Known"})  # fmt: skip
+    detail = office.detail(other.id)
+    assert detail.referring_staff_name is None
+    assert "Dr Nobody Known" in (detail.events[-1].text or "")  # kept on the record, not dropped
+
+
 # --- offline-first -----------------------------------------------------------------------------
 
 

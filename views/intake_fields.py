@@ -148,13 +148,12 @@ def service_draft(draft: dict[str, Any], payers: Iterable[tuple[str, str]] = ())
     """What ``ReferralService.create_from_intake`` takes, from a reviewed ``services.intake.accept`` draft.
 
     The patient is the chosen record, or a new one from the reviewed name, birth date and MRN. The
-    payer is linked when its reviewed name is exactly one known payer organisation's; plan, member
-    ID and the referrer have no field on a referral yet and stay in the letter text."""
+    payer is linked when its reviewed name is exactly one known payer organisation's; the service
+    links the referrer by name and keeps plan and member ID as the patient's coverage."""
     out: dict[str, Any] = {
-        "specialty": draft.get("specialty"),
-        "reason": draft.get("reason"),
-        "letter_text": draft.get("letter_text"),
-        "urgency": draft.get("urgency"),
+        key: draft.get(key)
+        for key in ("specialty", "reason", "letter_text", "urgency", "referring_clinician", "referring_org",
+                    "plan", "member_id")
     }
     if draft.get("patient_id"):
         out["patient_id"] = draft["patient_id"]
