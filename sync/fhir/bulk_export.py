@@ -41,6 +41,7 @@ from sync.fhir.client import (
     parse_retry_after,
 )
 from sync.fhir.elements import strip
+from sync.fhir.instants import parse_instant
 from sync.fhir.parsing import MAX_RESOURCE_BYTES, InboundError, parse_resource
 from sync.fhir.pull import mark_key
 
@@ -55,7 +56,6 @@ LEVELS = ("system", "patient", "group")
 _LABEL = "$export"
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _TYPE = re.compile(r"[A-Z][A-Za-z]{0,63}")
-_INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})")
 
 
 class ExportTimedOut(EhrUnavailable):
@@ -192,26 +192,17 @@ def _since_text(since: dt.datetime | str) -> str:
     if isinstance(since, dt.datetime):
         value = since if since.tzinfo else since.replace(tzinfo=dt.UTC)
         return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    if not _INSTANT.fullmatch(since):
+    if parse_instant(since) is None:
         raise ValueError("since must be a FHIR instant")
     return since
 
 
 def _stored_since(cache: Any, keys: Iterable[str]) -> str | None:
     """The oldest stored mark of the types asked for; None (everything) when one has none."""
-    parsed = [(_instant(m or ""), m) for m in (cache.get_meta(k) for k in keys)]
+    parsed = [(parse_instant(m or ""), m) for m in (cache.get_meta(k) for k in keys)]
     if not parsed or any(when is None for when, _ in parsed):
         return None
     return min(parsed)[1]  # the server's own text, sent back as is
-
-
-def _instant(text: Any) -> dt.datetime | None:
-    if not isinstance(text, str) or not _INSTANT.fullmatch(text):
-        return None
-    try:
-        return dt.datetime.fromisoformat(text)
-    except ValueError:
-        return None
 
 
 # -- kick-off and status --------------------------------------------------------------------------
@@ -291,7 +282,7 @@ def _manifest(client: FhirClient, doc: Any) -> _Manifest:
         raise bad()
     when = doc.get("transactionTime")
     token = doc.get("requiresAccessToken")
-    if _instant(when) is None or not isinstance(token, bool):
+    if parse_instant(when) is None or not isinstance(token, bool):
         raise bad()
 
     def outputs(name: str) -> list[_Output]:

@@ -9,11 +9,11 @@ resource carries an identifier in a CareOps system so that a retried create find
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from app.cache.models import Appointment, CheckIn, FollowUpPlan, Referral
 from sync.fhir import systems
+from sync.fhir.instants import format_instant
 from sync.fhir.mappers import CONTACT_SUFFIX, EHR_SOURCE
 
 # CheckIn.status -> Communication.status; a check-in still due (or cancelled) has nothing to report.
@@ -22,12 +22,6 @@ CHECKIN_EVENT_STATUS = {"done": "completed", "escalated": "completed", "missed":
 
 def _ref(rtype: str, rid: str) -> dict[str, str]:
     return {"reference": f"{rtype}/{rid}"}
-
-
-def _instant(value: dt.datetime) -> str:
-    if value.tzinfo is not None:
-        value = value.astimezone(dt.UTC).replace(tzinfo=None)
-    return value.isoformat(timespec="seconds") + "Z"
 
 
 def _concept(system: str, code: str) -> dict[str, Any]:
@@ -69,7 +63,7 @@ def checkin_to_communication(checkin: CheckIn, plan: FollowUpPlan, patient_id: s
     if status == "not-done":
         resource["statusReason"] = _concept(systems.CHECKIN_OUTCOME, "unreachable")
     else:
-        resource["sent"] = _instant(checkin.updated_at)
+        resource["sent"] = format_instant(checkin.updated_at)
         if checkin.status == "escalated":
             resource["topic"] = _concept(systems.CHECKIN_OUTCOME, "escalated")
     return resource
@@ -118,13 +112,13 @@ def appointment_to_fhir(appointment: Appointment) -> dict[str, Any]:
         "resourceType": "Appointment",
         "identifier": [{"system": systems.APPOINTMENT, "value": appointment.id}],
         "status": appointment.status,
-        "start": _instant(appointment.start),
+        "start": format_instant(appointment.start),
         "participant": [{"actor": _ref(rtype, rid), "status": "accepted"} for rtype, rid in participants if rid],
     }
     if appointment.source == EHR_SOURCE:
         resource["id"] = appointment.id
     if appointment.end is not None:
-        resource["end"] = _instant(appointment.end)
+        resource["end"] = format_instant(appointment.end)
     if appointment.service_line:
         resource["serviceType"] = [{"text": appointment.service_line}]
     if appointment.slot_id:

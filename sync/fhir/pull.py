@@ -29,6 +29,7 @@ from app.cache.models import Patient
 from app.logs import Safe
 from sync.fhir.bulk_import import ORDER, BulkImporter, ImportResult
 from sync.fhir.elements import strip
+from sync.fhir.instants import format_instant, parse_instant
 
 logger = logging.getLogger(__name__)
 
@@ -58,20 +59,6 @@ def mark_key(base_url: str, rtype: str, what: str = "mark") -> str:
     """The meta key of a type's high-water mark (or other pull state); a different EHR base starts
     from scratch."""
     return f"ehr.{what}.{hashlib.sha256(base_url.encode()).hexdigest()[:12]}.{rtype}"
-
-
-def _instant(text: str) -> dt.datetime | None:
-    try:
-        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except (TypeError, ValueError):
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC)
-
-
-def _fhir_instant(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class _Unaskable(Exception):
@@ -111,7 +98,7 @@ class EhrPull:
                 result.skipped[rtype] = "not offered by this EHR"
                 continue
             key = mark_key(str(self.client.base_url), rtype)
-            since = None if self.full else _instant(self.cache.get_meta(key) or "")
+            since = None if self.full else parse_instant(self.cache.get_meta(key) or "")
             newest = since
             covered_key = mark_key(str(self.client.base_url), rtype, "patients")
             self._covered = set() if self.full else set(json.loads(self.cache.get_meta(covered_key) or "[]"))
@@ -119,7 +106,7 @@ class EhrPull:
             try:
                 for params in self._queries(rtype, since):
                     for resource in self.client.search(rtype, params):
-                        seen = _instant(str((resource.get("meta") or {}).get("lastUpdated") or ""))
+                        seen = parse_instant(str((resource.get("meta") or {}).get("lastUpdated") or ""))
                         if seen is not None and (newest is None or seen > newest):
                             newest = seen
                         importer.add(json.dumps(strip(resource), separators=(",", ":")).encode())
@@ -136,8 +123,8 @@ class EhrPull:
             importer.flush()
             if newest is not None and newest != since:
                 # Saved only now that everything up to it is committed.
-                self.cache.set_meta(key, _fhir_instant(newest))
-                result.marks[rtype] = _fhir_instant(newest)
+                self.cache.set_meta(key, format_instant(newest))
+                result.marks[rtype] = format_instant(newest)
             if self._asked:
                 self.cache.set_meta(covered_key, json.dumps(sorted(self._covered | set(self._asked))))
         importer.finish()
@@ -154,7 +141,7 @@ class EhrPull:
         """The searches that together cover ``rtype``'s changes, within the vendor's rules."""
         base: dict[str, Any] = {}
         if since is not None:
-            base["_lastUpdated"] = "ge" + _fhir_instant(since - self.overlap)
+            base["_lastUpdated"] = "ge" + format_instant(since - self.overlap)
         need = self.client.profile.search_context.get(rtype)
         if need is None or need.from_config:  # the client adds configured parameters itself
             yield base
